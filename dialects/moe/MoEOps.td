@@ -1,0 +1,263 @@
+//===- MoEOps.td - moe dialect operations ------------------*- tablegen -*-===//
+
+#ifndef MOE_OPS_TD
+#define MOE_OPS_TD
+
+include "dialects/moe/MoEAttrs.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/IR/CommonTypeConstraints.td"
+
+def MoE_FloatTensor : RankedTensorOf<[AnyFloat]>;
+def MoE_IndexTensor : RankedTensorOf<[I32]>;
+def MoE_EncodingAttr : Attr<
+    CPred<"::llvm::isa<::mlir::moe::WeightEncodingAttrInterface>($_self)">,
+    "a weight encoding attribute"> {
+  let storageType = "::mlir::moe::WeightEncodingAttrInterface";
+  let returnType = "::mlir::moe::WeightEncodingAttrInterface";
+  let convertFromStorage = "$_self";
+}
+
+//===----------------------------------------------------------------------===//
+// Weights
+//===----------------------------------------------------------------------===//
+
+def MoE_WeightOp : MoE_Op<"weight", [Pure]> {
+  let summary = "a tensor read from an external safetensors file by name";
+  let description = [{
+    Weights stay on disk: the op names a tensor, and the result type is its shape and dtype.
+    With `experts(E)` the name holds the placeholder `{e}` and the result stacks the E tensors
+    named by substituting 0..E-1 (one per expert, as Mixtral and Qwen store them). With
+    `permutation` the stored (stacked) tensor is transposed: result dim i is stored dim
+    permutation[i] (Llama-4 stores expert weights as [E, in, out]). `file` names the shard
+    (relative to the weights directory); absent, the checkpoint's index resolves the name.
+
+    ```mlir
+    %wg = moe.weight "model.layers.0.block_sparse_moe.gate.weight" : tensor<8x4096xbf16>
+    %w1 = moe.weight "model.layers.0.block_sparse_moe.experts.{e}.w1.weight" experts(8)
+            : tensor<8x14336x4096xbf16>
+    ```
+  }];
+  let arguments = (ins StrAttr:$name, OptionalAttr<StrAttr>:$file,
+                       OptionalAttr<I64Attr>:$experts,
+                       OptionalAttr<DenseI64ArrayAttr>:$permutation);
+  let results = (outs AnyRankedTensor:$result);
+  let assemblyFormat = [{
+    $name (`from` $file^)? (`experts` `(` $experts^ `)`)?
+    (`permutation` $permutation^)? attr-dict `:` type($result)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The placeholder a stacked weight's name holds for the expert index.
+    static constexpr ::llvm::StringLiteral kExpertPlaceholder = "{e}";
+    /// The name of expert `expert`'s tensor (the name itself when not stacked).
+    std::string getTensorName(int64_t expert);
+    /// The shape of one stored tensor (per expert when stacked, before any permutation).
+    ::llvm::SmallVector<int64_t> getStoredShape();
+  }];
+}
+
+def MoE_DequantizeOp : MoE_Op<"dequantize", [Pure]> {
+  let summary = "a logical weight from its stored (quantized) tensors";
+  let description = [{
+    ```mlir
+    %w = moe.dequantize #moe.fp8_block<128, 128> %fp8, %scale_inv
+           : (tensor<8x256x512xf8E4M3FN>, tensor<8x2x4xf32>) -> tensor<8x256x512xbf16>
+    ```
+    The encoding attribute says how the stored tensors combine and checks their shapes.
+  }];
+  let arguments = (ins Variadic<AnyRankedTensor>:$storage, MoE_EncodingAttr:$encoding);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $encoding $storage attr-dict `:` functional-type($storage, $result)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Explicit pieces: route -> dispatch -> experts -> combine
+//===----------------------------------------------------------------------===//
+
+def MoE_RouteOp : MoE_Op<"route", [Pure, AttrSizedOperandSegments]> {
+  let summary = "router: logits, scoring and expert selection per token";
+  let description = [{
+    logits = input * gate^T (+ bias), computed in the routing's `logits_type`; then scoring
+    and selection as the routing attribute says. `correction_bias` (DeepSeek-V3's
+    e_score_correction_bias) is added to the scores only to choose experts; the weights are
+    the unbiased scores. Results: expert ids `[T, k]` i32 and weights `[T, k]` f32; with
+    top_p selection, slots past a token's dynamic k hold id -1 and weight 0.
+
+    ```mlir
+    %ids, %weights = moe.route #moe.routing<scoring = softmax, k = 2, normalize = true> %x, %wg
+        : (tensor<?x4096xbf16>, tensor<8x4096xbf16>) -> (tensor<?x2xi32>, tensor<?x2xf32>)
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$input, MoE_FloatTensor:$gate_weight,
+                       Optional<MoE_FloatTensor>:$bias,
+                       Optional<MoE_FloatTensor>:$correction_bias,
+                       MoE_RoutingAttr:$routing);
+  let results = (outs MoE_IndexTensor:$topk_ids, MoE_FloatTensor:$topk_weights);
+  let assemblyFormat = [{
+    qualified($routing) $input `,` $gate_weight (`bias` $bias^)?
+    (`correction_bias` $correction_bias^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let hasCanonicalizer = 1;
+}
+
+def MoE_DispatchOp : MoE_Op<"dispatch", [Pure]> {
+  let summary = "permute tokens into expert-contiguous order";
+  let description = [{
+    Each (token, slot) assignment of `topk_ids` becomes one row of `permuted`, grouped by
+    expert in ascending id and, within an expert, in ascending token order. Results:
+    - `permuted` `[N, H]`: the assigned token rows;
+    - `permuted_weights` `[N]`: each row's routing weight;
+    - `source_slots` `[N]` i32: each row's flat slot `t * k + j`, or -1 for an unused row;
+    - `expert_offsets` `[E + 1]` i32: rows of expert e are [offsets[e], offsets[e+1]).
+    Dropless by default (N = T * k; ids of -1 are skipped and their rows left unused). With
+    `capacity_factor` c, each expert keeps at most ceil(c * T * k / E) assignments in token
+    order and drops the rest (their tokens get nothing from that expert).
+  }];
+  let arguments = (ins MoE_FloatTensor:$input, MoE_IndexTensor:$topk_ids,
+                       MoE_FloatTensor:$topk_weights,
+                       OptionalAttr<F64Attr>:$capacity_factor);
+  let results = (outs MoE_FloatTensor:$permuted, MoE_FloatTensor:$permuted_weights,
+                      MoE_IndexTensor:$source_slots, MoE_IndexTensor:$expert_offsets);
+  let assemblyFormat = [{
+    $input `,` $topk_ids `,` $topk_weights attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    int64_t getNumExperts() {
+      return ::llvm::cast<::mlir::RankedTensorType>(getExpertOffsets().getType())
+                 .getDimSize(0) - 1;
+    }
+  }];
+}
+
+def MoE_ExpertsOp : MoE_Op<"experts", [Pure, AttrSizedOperandSegments]> {
+  let summary = "grouped feed-forward: rows of expert e through expert e's weights";
+  let description = [{
+    For each expert e, rows [offsets[e], offsets[e+1]) of `input` go through
+    down(act(gate) * up) (or down(act(up)) for glu = none) with expert e's slice of the
+    stacked weights `[E, out, in]`. Optional biases are per expert. `row_scales` multiplies
+    each input row first (Llama-4 scales the expert input by the routing weight).
+
+    ```mlir
+    %y = moe.experts #moe.ffn<activation = silu> %px, %offsets gate %w1 up %w3 down %w2
+        : (tensor<?x4096xbf16>, tensor<9xi32>, tensor<8x14336x4096xbf16>,
+           tensor<8x14336x4096xbf16>, tensor<8x4096x14336xbf16>) -> tensor<?x4096xbf16>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$input, MoE_IndexTensor:$expert_offsets,
+                       Optional<MoE_FloatTensor>:$gate_proj, MoE_FloatTensor:$up_proj,
+                       MoE_FloatTensor:$down_proj,
+                       Optional<MoE_FloatTensor>:$gate_bias,
+                       Optional<MoE_FloatTensor>:$up_bias,
+                       Optional<MoE_FloatTensor>:$down_bias,
+                       Optional<MoE_FloatTensor>:$row_scales,
+                       MoE_FfnAttr:$ffn);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    qualified($ffn) $input `,` $expert_offsets (`gate` $gate_proj^)? `up` $up_proj
+    `down` $down_proj (`gate_bias` $gate_bias^)? (`up_bias` $up_bias^)?
+    (`down_bias` $down_bias^)? (`row_scales` $row_scales^)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_CombineOp : MoE_Op<"combine", [Pure]> {
+  let summary = "weighted scatter-add of expert rows back to token order";
+  let description = [{
+    out[t] = addend[t] + sum over rows r with source_slots[r] = t * k + j of
+    topk_weights[t, j] * expert_outputs[r] (without the weight when `unweighted`; Llama-4
+    applied it to the input). Rows with source slot -1 contribute nothing. Sums run over
+    experts in ascending id, as transformers' expert loop does. T and k come from
+    `topk_weights`.
+  }];
+  let arguments = (ins MoE_FloatTensor:$expert_outputs, MoE_IndexTensor:$source_slots,
+                       MoE_FloatTensor:$topk_weights, Optional<MoE_FloatTensor>:$addend,
+                       UnitAttr:$unweighted);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $expert_outputs `,` $source_slots `,` $topk_weights (`add` $addend^)? attr-dict
+    `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_SharedExpertOp : MoE_Op<"shared_expert", [Pure, AttrSizedOperandSegments]> {
+  let summary = "an always-on expert applied to every token";
+  let description = [{
+    down(act(gate) * up) of every token with 2-D weights `[out, in]`; with `sigmoid_gate`
+    (Qwen2-MoE's shared_expert_gate, `[1, H]`) each token's output is scaled by
+    sigmoid(x * sigmoid_gate^T). DeepSeek's n_shared_experts are stored as one wider expert.
+  }];
+  let arguments = (ins MoE_FloatTensor:$input,
+                       Optional<MoE_FloatTensor>:$gate_proj, MoE_FloatTensor:$up_proj,
+                       MoE_FloatTensor:$down_proj,
+                       Optional<MoE_FloatTensor>:$sigmoid_gate,
+                       MoE_FfnAttr:$ffn);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    qualified($ffn) $input (`gate` $gate_proj^)? `up` $up_proj `down` $down_proj
+    (`sigmoid_gate` $sigmoid_gate^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Block level
+//===----------------------------------------------------------------------===//
+
+def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
+  let summary = "a whole MoE block: router, routed experts and optional shared expert";
+  let description = [{
+    The block as checkpoints describe it; `moe-decompose` rewrites it into route, dispatch,
+    experts, combine (and shared_expert). `weights_scale_input` applies the routing weight to
+    each expert's input instead of its output (Llama-4).
+
+    ```mlir
+    %y = moe.layer %x
+        routing #moe.routing<scoring = softmax, k = 2, normalize = true>
+        ffn #moe.ffn<activation = silu>
+        router(%wg) experts(gate %w1 up %w3 down %w2)
+        : (tensor<?x4096xbf16>, tensor<8x4096xbf16>, tensor<8x14336x4096xbf16>,
+           tensor<8x14336x4096xbf16>, tensor<8x4096x14336xbf16>) -> tensor<?x4096xbf16>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$input,
+                       MoE_FloatTensor:$router_weight,
+                       Optional<MoE_FloatTensor>:$router_bias,
+                       Optional<MoE_FloatTensor>:$correction_bias,
+                       Optional<MoE_FloatTensor>:$gate_proj, MoE_FloatTensor:$up_proj,
+                       MoE_FloatTensor:$down_proj,
+                       Optional<MoE_FloatTensor>:$gate_bias,
+                       Optional<MoE_FloatTensor>:$up_bias,
+                       Optional<MoE_FloatTensor>:$down_bias,
+                       Optional<MoE_FloatTensor>:$shared_gate_proj,
+                       Optional<MoE_FloatTensor>:$shared_up_proj,
+                       Optional<MoE_FloatTensor>:$shared_down_proj,
+                       Optional<MoE_FloatTensor>:$shared_sigmoid_gate,
+                       MoE_RoutingAttr:$routing, MoE_FfnAttr:$ffn,
+                       OptionalAttr<MoE_FfnAttr>:$shared_ffn,
+                       OptionalAttr<F64Attr>:$capacity_factor,
+                       UnitAttr:$weights_scale_input);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `routing` qualified($routing) `ffn` qualified($ffn)
+    (`shared_ffn` qualified($shared_ffn)^)?
+    `router` `(` $router_weight (`bias` $router_bias^)?
+                 (`correction_bias` $correction_bias^)? `)`
+    `experts` `(` (`gate` $gate_proj^)? `up` $up_proj `down` $down_proj
+                  (`gate_bias` $gate_bias^)? (`up_bias` $up_bias^)?
+                  (`down_bias` $down_bias^)? `)`
+    (`shared` `(` (`gate` $shared_gate_proj^)? `up` $shared_up_proj^ `down` $shared_down_proj
+                  (`sigmoid_gate` $shared_sigmoid_gate^)? `)`)?
+    attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let hasCanonicalizer = 1;
+}
+
+#endif // MOE_OPS_TD
