@@ -11,6 +11,10 @@
 
 #include "llvm/ADT/TypeSwitch.h"
 
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
 using namespace mlir;
 using namespace mlir::moe;
 
@@ -25,6 +29,32 @@ void MoEDialect::registerAttributes() {
 #define GET_ATTRDEF_LIST
 #include "dialects/moe/MoEAttrs.cpp.inc"
       >();
+}
+
+FailureOr<FloatAttr> mlir::moe::parseF64Parameter(AsmParser &parser) {
+  double value;
+  if (parser.parseFloat(value))
+    return failure();
+  return FloatAttr::get(Float64Type::get(parser.getContext()), value);
+}
+
+void mlir::moe::printF64Parameter(AsmPrinter &printer, FloatAttr value) {
+  double number = value.getValueAsDouble();
+  // The shortest "%g" form that reads back to the same double.
+  std::string text;
+  for (int precision = 1; precision <= 17; ++precision) {
+    char buffer[64];
+    std::snprintf(buffer, sizeof(buffer), "%.*g", precision, number);
+    text = buffer;
+    if (std::strtod(buffer, nullptr) == number)
+      break;
+  }
+  // MLIR's float literals need a '.' ("1e-20" would lex as an integer and an identifier).
+  if (text.find_first_of(".ni") == std::string::npos) {
+    size_t exponent = text.find('e');
+    text.insert(exponent == std::string::npos ? text.size() : exponent, ".0");
+  }
+  printer << text;
 }
 
 static double valueOr(FloatAttr attr, double fallback) {
@@ -49,6 +79,9 @@ LogicalResult RoutingAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                                   FloatAttr topP, FloatAttr epsilon, Type logitsType) {
   if (k == 0)
     return emitError() << "routing needs k >= 1";
+  for (FloatAttr value : {normEpsilon, scaling, topP, epsilon})
+    if (value && !std::isfinite(value.getValueAsDouble()))
+      return emitError() << "routing parameters must be finite";
   bool beforeSelection = scoring == ScoringFunc::Softmax || scoring == ScoringFunc::Sigmoid;
 
   if (normEpsilon) {
@@ -141,6 +174,9 @@ RoutingAttr::verifyForExperts(function_ref<InFlightDiagnostic()> emitError,
 LogicalResult FfnAttr::verify(function_ref<InFlightDiagnostic()> emitError,
                               Activation activation, GluLayout glu, FloatAttr alpha,
                               FloatAttr limit) {
+  for (FloatAttr value : {alpha, limit})
+    if (value && !std::isfinite(value.getValueAsDouble()))
+      return emitError() << "ffn parameters must be finite";
   if (activation == Activation::ClampedSwiglu) {
     if (glu == GluLayout::None)
       return emitError() << "clamped_swiglu is gated; glu must not be none";

@@ -12,6 +12,13 @@
 
 #include <optional>
 
+namespace mlir::moe {
+/// Parses a float literal into an f64 FloatAttr (parameters of the moe attributes).
+FailureOr<FloatAttr> parseF64Parameter(AsmParser &parser);
+/// Prints an f64 FloatAttr parameter as the shortest decimal that parses back exactly.
+void printF64Parameter(AsmPrinter &printer, FloatAttr value);
+} // namespace mlir::moe
+
 #include "dialects/moe/MoEEnums.h.inc"
 #include "dialects/moe/MoEInterfaces.h.inc"
 

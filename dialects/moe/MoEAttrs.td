@@ -85,10 +85,13 @@ class MoE_EnumParameter<EnumAttrInfo info, string default>
   let defaultValue = default;
 }
 
-// Floating-point parameters are kept as f64 FloatAttrs: the printer writes them exactly, so
-// the textual IR round-trips bit for bit.
+// Floating-point parameters are kept as f64 FloatAttrs and printed as the shortest decimal
+// that reads back to the same double (`0.01`, `1.0e-20`), so the IR round-trips bit for bit.
 class MoE_OptionalFloatParameter<string desc>
-    : OptionalParameter<"::mlir::FloatAttr", desc>;
+    : OptionalParameter<"::mlir::FloatAttr", desc> {
+  let parser = "::mlir::moe::parseF64Parameter($_parser)";
+  let printer = "::mlir::moe::printF64Parameter($_printer, $_self)";
+}
 
 //===----------------------------------------------------------------------===//
 // Configuration attributes
