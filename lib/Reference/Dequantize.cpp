@@ -1,0 +1,111 @@
+//===- Dequantize.cpp - float64 semantics of moe.dequantize ---------------===//
+
+#include "lib/Reference/Kernels.h"
+#include "lib/Support/FloatFormats.h"
+
+#include "llvm/ADT/APFloat.h"
+#include "llvm/ADT/TypeSwitch.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace mlir::moe;
+using namespace mlir::moe::reference;
+
+double reference::roundToType(Type type, double value) {
+  if (type.isF64())
+    return value;
+  float single = static_cast<float>(value);
+  if (type.isF32())
+    return single;
+  if (type.isBF16())
+    return ::moe::bf16ToFloat(::moe::floatToBf16(single));
+  if (auto floatType = dyn_cast<FloatType>(type)) {
+    llvm::APFloat rounded(single);
+    bool lossy = false;
+    rounded.convert(floatType.getFloatSemantics(), llvm::APFloat::rmNearestTiesToEven,
+                    &lossy);
+    rounded.convert(llvm::APFloat::IEEEdouble(), llvm::APFloat::rmNearestTiesToEven, &lossy);
+    return rounded.convertToDouble();
+  }
+  return value;
+}
+
+namespace {
+
+/// Visits every element of a logical tensor [batch..., rows, cols] with its batch index and
+/// (row, col), writing what `element` returns.
+template <typename Fn>
+RefTensor forEachElement(RankedTensorType resultType, Fn element) {
+  RefTensor result(resultType.getShape());
+  int64_t rank = resultType.getRank();
+  int64_t rows = resultType.getDimSize(rank - 2), cols = resultType.getDimSize(rank - 1);
+  int64_t batches = result.numel() / (rows * cols);
+  Type elementType = resultType.getElementType();
+  double *out = result.data.data();
+  for (int64_t b = 0; b < batches; ++b)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c)
+        *out++ = roundToType(elementType, element(b, r, c));
+  return result;
+}
+
+/// Element (b, r, c) of a stored tensor whose last two dims are [rows, cols].
+double at(const RefTensor &t, int64_t b, int64_t r, int64_t c) {
+  int64_t rows = t.dim(t.rank() - 2), cols = t.dim(t.rank() - 1);
+  return t.data[(b * rows + r) * cols + c];
+}
+
+} // namespace
+
+FailureOr<RefTensor> reference::dequantize(EmitErrorFn emitError,
+                                           WeightEncodingAttrInterface encoding,
+                                           llvm::ArrayRef<const RefTensor *> storage,
+                                           RankedTensorType resultType) {
+  return llvm::TypeSwitch<Attribute, FailureOr<RefTensor>>(encoding)
+      .Case([&](Fp8BlockEncodingAttr fp8) -> FailureOr<RefTensor> {
+        const RefTensor &values = *storage[0], &scales = *storage[1];
+        int64_t br = fp8.getBlockRows(), bc = fp8.getBlockCols();
+        // As transformers dequantizes: the product in f32, then the result type.
+        return forEachElement(resultType, [&](int64_t b, int64_t r, int64_t c) {
+          return double(float(at(values, b, r, c)) * float(at(scales, b, r / br, c / bc)));
+        });
+      })
+      .Case([&](Mxfp4EncodingAttr) -> FailureOr<RefTensor> {
+        const RefTensor &blocks = *storage[0], &scales = *storage[1];
+        int64_t rank = resultType.getRank();
+        int64_t rows = resultType.getDimSize(rank - 2), cols = resultType.getDimSize(rank - 1);
+        int64_t blocksPerRow = cols / 32;
+        return forEachElement(resultType, [&](int64_t b, int64_t r, int64_t c) {
+          int64_t block = c / 32, within = c % 32;
+          int64_t rowIndex = b * rows + r;
+          uint8_t byte = uint8_t(blocks.data[(rowIndex * blocksPerRow + block) * 16 + within / 2]);
+          uint8_t nibble = within % 2 ? byte >> 4 : byte & 0xF;
+          uint8_t scale = uint8_t(scales.data[rowIndex * blocksPerRow + block]);
+          return double(::moe::fp4e2m1ToFloat(nibble)) * std::ldexp(1.0, int(scale) - 127);
+        });
+      })
+      .Case([&](IntGroupEncodingAttr quant) -> FailureOr<RefTensor> {
+        const RefTensor &values = *storage[0], &scales = *storage[1];
+        const RefTensor *zeros = quant.getSymmetric() ? nullptr : storage[2];
+        int64_t group = quant.getGroupSize();
+        bool packed = quant.getBits() == 4;
+        return forEachElement(resultType, [&](int64_t b, int64_t r, int64_t c) {
+          double q;
+          if (packed) {
+            int byte = int(at(values, b, r, c / 2)) & 0xFF;
+            int nibble = c % 2 ? byte >> 4 : byte & 0xF;
+            // Symmetric 4-bit values are two's complement; asymmetric ones are unsigned.
+            q = quant.getSymmetric() && nibble >= 8 ? nibble - 16 : nibble;
+          } else {
+            q = at(values, b, r, c);
+          }
+          double zero = zeros ? at(*zeros, b, r, c / group) : 0.0;
+          return (q - zero) * at(scales, b, r, c / group);
+        });
+      })
+      .Default([&](Attribute) -> FailureOr<RefTensor> {
+        return emitError() << "the reference evaluator has no semantics for encoding "
+                           << encoding;
+      });
+}

@@ -1,0 +1,271 @@
+//===- Evaluator.cpp - the float64 reference evaluator --------------------===//
+
+#include "lib/Reference/Evaluator.h"
+
+#include "lib/Support/DType.h"
+#include "lib/Support/FloatFormats.h"
+
+#include "llvm/ADT/TypeSwitch.h"
+
+using namespace mlir;
+using namespace mlir::moe;
+using namespace mlir::moe::reference;
+
+//===----------------------------------------------------------------------===//
+// Weights
+//===----------------------------------------------------------------------===//
+
+static std::string shapeString(llvm::ArrayRef<int64_t> shape) {
+  std::string text = "[";
+  for (size_t i = 0; i < shape.size(); ++i)
+    text += (i ? ", " : "") + std::to_string(shape[i]);
+  return text + "]";
+}
+
+FailureOr<const RefTensor *> WeightLoader::load(WeightOp weight) {
+  RankedTensorType type = weight.getResult().getType();
+  // Two references load the same data iff their attributes and type agree.
+  std::string key;
+  llvm::raw_string_ostream(key) << weight->getAttrDictionary() << " : " << type;
+  if (auto it = cache.find(key); it != cache.end())
+    return &it->second;
+
+  moe_dtype dtype = *getStorageDType(type.getElementType());
+  SmallVector<int64_t> stored = weight.getStoredShape();
+  int64_t copies = weight.getExperts().value_or(1);
+  int64_t perTensor = RefTensor::numElements(stored);
+
+  // The stored tensors, stacked (before any permutation).
+  SmallVector<int64_t> stackedShape(stored);
+  if (weight.getExperts())
+    stackedShape.insert(stackedShape.begin(), copies);
+  RefTensor stacked(stackedShape);
+  for (int64_t e = 0; e < copies; ++e) {
+    std::string name = weight.getTensorName(e);
+    std::optional<::moe::Checkpoint::Entry> entry = checkpoint.find(name);
+    if (!entry)
+      return weight.emitOpError() << "tensor '" << name << "' is not in the checkpoint "
+                                  << checkpoint.getDirectory();
+    const ::moe::TensorInfo &info = *entry->tensor;
+    if (info.dtype != dtype || llvm::ArrayRef<int64_t>(info.shape) != llvm::ArrayRef(stored))
+      return weight.emitOpError()
+             << "tensor '" << name << "' in " << entry->file->getPath() << " is "
+             << ::moe::getSafetensorsName(info.dtype) << " " << shapeString(info.shape)
+             << " but the IR expects " << ::moe::getSafetensorsName(dtype) << " "
+             << shapeString(stored);
+    llvm::ArrayRef<uint8_t> bytes = entry->file->getData(info);
+    double *out = stacked.data.data() + e * perTensor;
+    for (int64_t i = 0; i < perTensor; ++i)
+      out[i] = ::moe::loadElement(dtype, bytes.data(), i);
+  }
+
+  RefTensor &result = cache[key];
+  std::optional<ArrayRef<int64_t>> permutation = weight.getPermutation();
+  if (!permutation) {
+    result = std::move(stacked);
+    return &result;
+  }
+  // result[i0, i1, ...] = stacked[j] with j[perm[d]] = i[d].
+  result = RefTensor(type.getShape());
+  int64_t rank = type.getRank();
+  SmallVector<int64_t> strides(rank, 1);
+  for (int64_t d = rank - 2; d >= 0; --d)
+    strides[d] = strides[d + 1] * stackedShape[d + 1];
+  SmallVector<int64_t> index(rank, 0);
+  for (int64_t linear = 0; linear < result.numel(); ++linear) {
+    int64_t source = 0;
+    for (int64_t d = 0; d < rank; ++d)
+      source += index[d] * strides[(*permutation)[d]];
+    result.data[linear] = stacked.data[source];
+    for (int64_t d = rank - 1; d >= 0 && ++index[d] == type.getDimSize(d); --d)
+      index[d] = 0;
+  }
+  return &result;
+}
+
+//===----------------------------------------------------------------------===//
+// Ops
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// The values of one evaluation: SSA value -> tensor.
+class Interpreter {
+public:
+  Interpreter(WeightLoader &weights) : weights(weights) {}
+
+  LogicalResult run(Operation *op);
+
+  void bind(Value value, RefTensor tensor) { values[value] = std::move(tensor); }
+  const RefTensor &get(Value value) { return values.at(value); }
+  const RefTensor *getOptional(Value value) { return value ? &values.at(value) : nullptr; }
+  std::optional<Routing> routing;
+
+private:
+  FfnWeights ffnWeights(Value gate, Value up, Value down, Value gateBias, Value upBias,
+                        Value downBias) {
+    return {getOptional(gate),     getOptional(up),     getOptional(down),
+            getOptional(gateBias), getOptional(upBias), getOptional(downBias)};
+  }
+
+  LogicalResult evaluateLayer(LayerOp op);
+
+  WeightLoader &weights;
+  llvm::DenseMap<Value, RefTensor> values;
+};
+
+} // namespace
+
+LogicalResult Interpreter::evaluateLayer(LayerOp op) {
+  auto emitError = [&] { return op.emitOpError(); };
+  const RefTensor &input = get(op.getInput());
+  Routing routed = route(op.getRouting(), input, get(op.getRouterWeight()),
+                         getOptional(op.getRouterBias()), getOptional(op.getCorrectionBias()));
+  if (!routing)
+    routing = routed;
+  int64_t numExperts = get(op.getRouterWeight()).dim(0);
+  std::optional<double> capacity;
+  if (FloatAttr attr = op.getCapacityFactorAttr())
+    capacity = attr.getValueAsDouble();
+  FailureOr<Dispatch> dispatched =
+      dispatch(emitError, input, routed.ids, routed.weights, numExperts, capacity);
+  if (failed(dispatched))
+    return failure();
+  bool scaleInput = op.getWeightsScaleInput();
+  FailureOr<RefTensor> expertOutputs =
+      experts(emitError, op.getFfn(), dispatched->permuted, dispatched->expertOffsets,
+              ffnWeights(op.getGateProj(), op.getUpProj(), op.getDownProj(), op.getGateBias(),
+                         op.getUpBias(), op.getDownBias()),
+              scaleInput ? &dispatched->permutedWeights : nullptr);
+  if (failed(expertOutputs))
+    return failure();
+  std::optional<RefTensor> shared;
+  if (op.getSharedUpProj())
+    shared = sharedExpert(*op.getSharedFfn(), input,
+                          ffnWeights(op.getSharedGateProj(), op.getSharedUpProj(),
+                                     op.getSharedDownProj(), {}, {}, {}),
+                          getOptional(op.getSharedSigmoidGate()));
+  FailureOr<RefTensor> result =
+      combine(emitError, *expertOutputs, dispatched->sourceSlots, routed.weights,
+              shared ? &*shared : nullptr, scaleInput);
+  if (failed(result))
+    return failure();
+  bind(op.getResult(), std::move(*result));
+  return success();
+}
+
+LogicalResult Interpreter::run(Operation *op) {
+  auto emitError = [&] { return op->emitOpError(); };
+  return llvm::TypeSwitch<Operation *, LogicalResult>(op)
+      .Case([&](WeightOp weight) -> LogicalResult {
+        FailureOr<const RefTensor *> loaded = weights.load(weight);
+        if (failed(loaded))
+          return failure();
+        bind(weight.getResult(), **loaded);
+        return success();
+      })
+      .Case([&](DequantizeOp dequant) -> LogicalResult {
+        SmallVector<const RefTensor *> storage;
+        for (Value value : dequant.getStorage())
+          storage.push_back(&get(value));
+        FailureOr<RefTensor> result = dequantize(emitError, dequant.getEncoding(), storage,
+                                                 dequant.getResult().getType());
+        if (failed(result))
+          return failure();
+        bind(dequant.getResult(), std::move(*result));
+        return success();
+      })
+      .Case([&](RouteOp routeOp) -> LogicalResult {
+        Routing routed =
+            route(routeOp.getRouting(), get(routeOp.getInput()), get(routeOp.getGateWeight()),
+                  getOptional(routeOp.getBias()), getOptional(routeOp.getCorrectionBias()));
+        if (!routing)
+          routing = routed;
+        bind(routeOp.getTopkIds(), routed.ids);
+        bind(routeOp.getTopkWeights(), std::move(routed.weights));
+        return success();
+      })
+      .Case([&](DispatchOp dispatchOp) -> LogicalResult {
+        std::optional<double> capacity;
+        if (FloatAttr attr = dispatchOp.getCapacityFactorAttr())
+          capacity = attr.getValueAsDouble();
+        FailureOr<Dispatch> result =
+            dispatch(emitError, get(dispatchOp.getInput()), get(dispatchOp.getTopkIds()),
+                     get(dispatchOp.getTopkWeights()), dispatchOp.getNumExperts(), capacity);
+        if (failed(result))
+          return failure();
+        bind(dispatchOp.getPermuted(), std::move(result->permuted));
+        bind(dispatchOp.getPermutedWeights(), std::move(result->permutedWeights));
+        bind(dispatchOp.getSourceSlots(), std::move(result->sourceSlots));
+        bind(dispatchOp.getExpertOffsets(), std::move(result->expertOffsets));
+        return success();
+      })
+      .Case([&](ExpertsOp expertsOp) -> LogicalResult {
+        FailureOr<RefTensor> result = experts(
+            emitError, expertsOp.getFfn(), get(expertsOp.getInput()),
+            get(expertsOp.getExpertOffsets()),
+            ffnWeights(expertsOp.getGateProj(), expertsOp.getUpProj(),
+                       expertsOp.getDownProj(), expertsOp.getGateBias(),
+                       expertsOp.getUpBias(), expertsOp.getDownBias()),
+            getOptional(expertsOp.getRowScales()));
+        if (failed(result))
+          return failure();
+        bind(expertsOp.getResult(), std::move(*result));
+        return success();
+      })
+      .Case([&](SharedExpertOp shared) -> LogicalResult {
+        bind(shared.getResult(),
+             sharedExpert(shared.getFfn(), get(shared.getInput()),
+                          ffnWeights(shared.getGateProj(), shared.getUpProj(),
+                                     shared.getDownProj(), {}, {}, {}),
+                          getOptional(shared.getSigmoidGate())));
+        return success();
+      })
+      .Case([&](CombineOp combineOp) -> LogicalResult {
+        FailureOr<RefTensor> result =
+            combine(emitError, get(combineOp.getExpertOutputs()),
+                    get(combineOp.getSourceSlots()), get(combineOp.getTopkWeights()),
+                    getOptional(combineOp.getAddend()), combineOp.getUnweighted());
+        if (failed(result))
+          return failure();
+        bind(combineOp.getResult(), std::move(*result));
+        return success();
+      })
+      .Case([&](LayerOp layer) { return evaluateLayer(layer); })
+      .Case([&](func::ReturnOp) { return success(); })
+      .Default([&](Operation *other) -> LogicalResult {
+        return other->emitOpError() << "is not supported by the reference evaluator";
+      });
+}
+
+FailureOr<Evaluation> reference::evaluate(func::FuncOp function, const RefTensor &input,
+                                          WeightLoader &weights) {
+  FunctionType type = function.getFunctionType();
+  auto argType = type.getNumInputs() == 1
+                     ? dyn_cast<RankedTensorType>(type.getInput(0))
+                     : RankedTensorType();
+  if (!argType || argType.getRank() != 2 || type.getNumResults() != 1)
+    return function.emitOpError()
+           << "cannot be evaluated: it must take one [tokens, hidden] tensor and return one";
+  if (input.rank() != 2 || input.dim(0) < 1 ||
+      (!argType.isDynamicDim(0) && argType.getDimSize(0) != input.dim(0)) ||
+      (!argType.isDynamicDim(1) && argType.getDimSize(1) != input.dim(1)))
+    return function.emitOpError() << "takes " << argType << " but the input has shape "
+                                  << shapeString(input.shape);
+  if (function.isExternal() || !function.getBody().hasOneBlock())
+    return function.emitOpError() << "needs a body of one block to be evaluated";
+
+  Interpreter interpreter(weights);
+  RefTensor rounded = input;
+  for (double &v : rounded.data)
+    v = roundToType(argType.getElementType(), v);
+  Block &body = function.getBody().front();
+  interpreter.bind(body.getArgument(0), std::move(rounded));
+  for (Operation &op : body)
+    if (failed(interpreter.run(&op)))
+      return failure();
+
+  auto returnOp = cast<func::ReturnOp>(body.getTerminator());
+  Evaluation result{interpreter.get(returnOp.getOperand(0)), interpreter.routing};
+  return result;
+}
