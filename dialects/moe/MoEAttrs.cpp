@@ -40,10 +40,20 @@ FailureOr<FloatAttr> mlir::moe::parseF64Parameter(AsmParser &parser) {
 
 void mlir::moe::printF64Parameter(AsmPrinter &printer, FloatAttr value) {
   double number = value.getValueAsDouble();
-  // The shortest "%g" form that reads back to the same double.
+  char buffer[64];
+  // Plain decimals where they are short and exact (16.0, 1000.0, 0.01) ...
+  if (std::abs(number) >= 1e-4 && std::abs(number) < 1e15) {
+    for (int decimals = 1; decimals <= 6; ++decimals) {
+      std::snprintf(buffer, sizeof(buffer), "%.*f", decimals, number);
+      if (std::strtod(buffer, nullptr) == number) {
+        printer << buffer;
+        return;
+      }
+    }
+  }
+  // ... otherwise the shortest "%g" form that reads back to the same double.
   std::string text;
   for (int precision = 1; precision <= 17; ++precision) {
-    char buffer[64];
     std::snprintf(buffer, sizeof(buffer), "%.*g", precision, number);
     text = buffer;
     if (std::strtod(buffer, nullptr) == number)
@@ -96,6 +106,21 @@ LogicalResult RoutingAttr::verify(function_ref<InFlightDiagnostic()> emitError,
   if (logitsType && !isa<FloatType>(logitsType))
     return emitError() << "logits_type must be a floating-point type, got " << logitsType;
 
+  // PhiMoE's sparsemixer. Checked before the selection rules, whose own messages would
+  // otherwise hide that sparsemixer admits no selection but topk.
+  if (scoring == ScoringFunc::Sparsemixer) {
+    if (k != 2)
+      return emitError() << "sparsemixer routes exactly 2 experts per token, got k = " << k;
+    if (selection != ExpertSelection::TopK)
+      return emitError() << "sparsemixer makes its own selection; selection must be topk";
+    if (!epsilon || !(epsilon.getValueAsDouble() > 0.0))
+      return emitError() << "sparsemixer needs epsilon > 0";
+    if (normalize)
+      return emitError() << "sparsemixer weights are not renormalized";
+  } else if (epsilon) {
+    return emitError() << "epsilon applies only to sparsemixer scoring";
+  }
+
   // Group-limited selection (DeepSeek).
   if (selection == ExpertSelection::GroupLimited) {
     if (nGroup == 0 || topkGroup == 0)
@@ -126,19 +151,6 @@ LogicalResult RoutingAttr::verify(function_ref<InFlightDiagnostic()> emitError,
     return emitError() << "top_p is set but selection is not top_p";
   }
 
-  // PhiMoE's sparsemixer.
-  if (scoring == ScoringFunc::Sparsemixer) {
-    if (k != 2)
-      return emitError() << "sparsemixer routes exactly 2 experts per token, got k = " << k;
-    if (selection != ExpertSelection::TopK)
-      return emitError() << "sparsemixer makes its own selection; selection must be topk";
-    if (!epsilon || !(epsilon.getValueAsDouble() > 0.0))
-      return emitError() << "sparsemixer needs epsilon > 0";
-    if (normalize)
-      return emitError() << "sparsemixer weights are not renormalized";
-  } else if (epsilon) {
-    return emitError() << "epsilon applies only to sparsemixer scoring";
-  }
   return success();
 }
 
@@ -327,6 +339,10 @@ IntGroupEncodingAttr::verifyStorage(function_ref<InFlightDiagnostic()> emitError
   if (!values.getElementType().isInteger(8))
     return emitError() << "int_group values must be 8-bit integers, got "
                        << values.getElementType();
+  if (getBits() == 4 && cols % 2 != 0)
+    return emitError() << "4-bit int_group packs two values per byte and needs an even input "
+                          "dimension, got "
+                       << cols;
   int64_t packedCols = getBits() == 4 ? cols / 2 : cols;
   if (failed(verifyBatchDims(emitError, values, "int_group values", result, 0)))
     return failure();

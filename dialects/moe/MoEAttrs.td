@@ -208,7 +208,8 @@ def MoE_IntGroupEncodingAttr : MoE_Attr<"IntGroupEncoding", "int_group",
   let description = [{
     Storage: integer values `[..., N, K]` (8-bit) or packed two per byte `[..., N, K/2]`
     (4-bit, low nibble = even element), float scales `[..., N, K/group]` and, when
-    asymmetric, zero points of the scales' shape. W = (q - zero) * scale.
+    asymmetric, zero points of the scales' shape. W = (q - zero) * scale. Symmetric values
+    are signed (two's complement nibbles for 4 bits), asymmetric ones unsigned.
     Example: `#moe.int_group<bits = 4, group_size = 128, symmetric = false>`.
   }];
   let parameters = (ins

@@ -283,10 +283,9 @@ LogicalResult DispatchOp::verify() {
                             "(E >= 1), got "
                          << offsets;
 
-  // One row per (token, slot) assignment: N = T * k.
-  int64_t rows = ShapedType::isDynamic(ids.getDimSize(0))
-                     ? ShapedType::kDynamic
-                     : ids.getDimSize(0) * ids.getDimSize(1);
+  // One row per (token, slot) assignment: N = T * k (unknown when either is dynamic).
+  int64_t rows = ids.hasStaticShape() ? ids.getDimSize(0) * ids.getDimSize(1)
+                                      : ShapedType::kDynamic;
   RankedTensorType permuted = tensorType(getPermuted());
   if (permuted.getRank() != 2 || !dimsMatch(permuted.getDimSize(0), rows) ||
       !dimsMatch(permuted.getDimSize(1), input.getDimSize(1)) ||
