@@ -22,10 +22,21 @@ config.substitutions.append(("%examples", os.path.join(config.moec_src_root, "ex
 config.substitutions.append(("%golden", os.path.join(config.test_source_root, "golden")))
 utils = os.path.join(config.test_source_root, "utils")
 config.substitutions.append(("%compare", "python3 " + os.path.join(utils, "compare_safetensors.py")))
+config.substitutions.append(("%make_input", "python3 " + os.path.join(utils, "make_input.py")))
 config.substitutions.append(("%mutate", "python3 " + os.path.join(utils, "mutate_checkpoint.py")))
+
+# The runtime's C test (test/runtime) and the fixture libraries it copies into the folders
+# it writes; %fake_model_nohash comes first because %fake_model is a prefix of it.
+runtime_bin = os.path.join(config.moec_obj_root, "test", "runtime")
+config.substitutions.append(("%runtime_test", os.path.join(runtime_bin, "runtime_test")))
+config.substitutions.append(("%fake_model_nohash",
+                             os.path.join(runtime_bin, "libfake_model_nohash.so")))
+config.substitutions.append(("%fake_model", os.path.join(runtime_bin, "libfake_model.so")))
 
 llvm_config.with_system_environment(["HOME", "TMP", "TEMP"])
 llvm_config.use_default_substitutions()
 
 tool_dirs = [config.moec_tools_dir, config.llvm_tools_dir]
+# Debian's lit does not substitute `not` by default; take it from the LLVM tools.
+llvm_config.add_tool_substitutions(["not"], [config.llvm_tools_dir])
 llvm_config.add_tool_substitutions(["moe-opt", "moe-translate", "moe-run"], tool_dirs)

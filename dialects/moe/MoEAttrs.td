@@ -38,7 +38,8 @@ def MoE_ExpertSelection : I32EnumAttr<"ExpertSelection", "how experts are chosen
   let description = [{
     - topk: the k highest scores.
     - group_limited: experts fall into `n_group` equal groups; only the `topk_group` best
-      groups (by `group_score`) stay eligible, the rest score 0.0; then top-k (DeepSeek).
+      groups (by `group_score`) stay eligible, the others are excluded; then top-k
+      (DeepSeek; transformers masks them with -inf).
     - top_p: dynamic k, the smallest prefix of the descending scores whose mass reaches
       `top_p`, at most k experts; unused slots hold id -1 and weight 0.
   }];

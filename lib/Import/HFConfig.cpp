@@ -41,8 +41,9 @@ const nlohmann::json *HFConfig::lookup(llvm::StringRef key) const {
 bool HFConfig::has(llvm::StringRef key) const { return lookup(key) != nullptr; }
 
 llvm::Error HFConfig::error(const llvm::Twine &message) const {
-  return llvm::createStringError(llvm::inconvertibleErrorCode(),
-                                 path + ": " + message.str());
+  // The importer reports these at a location naming the file, so the text does not repeat
+  // the path.
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), message.str());
 }
 
 llvm::Error HFConfig::typeError(llvm::StringRef key, llvm::StringRef expected) const {

@@ -1,6 +1,6 @@
 //===- HFConfig.h - typed access to a Hugging Face config.json --*- C++ -*-===//
 //
-// Every getter names the key (and the file) when the value is missing or of the wrong type,
+// Every getter names the key when the value is missing or of the wrong type,
 // so a malformed config.json is reported precisely instead of crashing the importer.
 //
 //===----------------------------------------------------------------------===//
@@ -40,7 +40,7 @@ public:
   /// The object under `key`, or nullopt when absent or null.
   llvm::Expected<std::optional<HFConfig>> getObject(llvm::StringRef key) const;
 
-  /// An error about this config, prefixed with its path.
+  /// An error about this config (callers report it at a location naming the file).
   llvm::Error error(const llvm::Twine &message) const;
 
 private:

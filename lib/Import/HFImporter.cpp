@@ -199,7 +199,7 @@ FailureOr<Activation> parseActivation(Location loc, const HFConfig &config) {
   for (auto [key, activation] : known)
     if (*name == key)
       return activation;
-  return emitError(loc) << config.getPath() << ": unsupported hidden_act '" << *name << "'",
+  return emitError(loc) << "unsupported hidden_act '" << *name << "'",
          failure();
 }
 
@@ -240,6 +240,14 @@ struct Family {
   PartsFn parts;
 };
 
+/// The expert count, under `key` or, for configs written by newer transformers versions
+/// (which rename Qwen's num_experts), under num_local_experts.
+llvm::Expected<int64_t> expertCount(const HFConfig &config, StringRef key) {
+  if (!config.has(key) && config.has("num_local_experts"))
+    return config.getInt("num_local_experts");
+  return config.getInt(key);
+}
+
 llvm::Expected<std::vector<int64_t>> allLayers(const HFConfig &config) {
   auto count = config.getInt("num_hidden_layers");
   if (!count)
@@ -254,7 +262,7 @@ llvm::Expected<std::vector<int64_t>> allLayers(const HFConfig &config) {
 /// of decoder_sparse_step.
 llvm::Expected<std::vector<int64_t>> qwenLayers(const HFConfig &config) {
   auto all = allLayers(config);
-  auto experts = config.getInt("num_experts");
+  auto experts = expertCount(config, "num_experts");
   auto step = config.getInt("decoder_sparse_step", 1);
   auto mlpOnly = config.getIntList("mlp_only_layers");
   if (!all || !experts || !step || !mlpOnly)
@@ -318,18 +326,18 @@ llvm::Expected<std::vector<int64_t>> llama4Layers(const HFConfig &config) {
 FailureOr<LayerShape> readShape(FamilyContext &ctx, StringRef expertsKey, StringRef widthKey) {
   Location loc = ctx.loc;
   MOE_TRY_ASSIGN(hidden, ctx.config.getInt("hidden_size"));
-  MOE_TRY_ASSIGN(experts, ctx.config.getInt(expertsKey));
+  MOE_TRY_ASSIGN(experts, expertCount(ctx.config, expertsKey));
   MOE_TRY_ASSIGN(width, ctx.config.getInt(widthKey));
   MOE_TRY_ASSIGN(k, ctx.config.getInt("num_experts_per_tok"));
   for (auto [value, key] : {std::pair{hidden, StringRef("hidden_size")},
                             std::pair{experts, expertsKey}, std::pair{width, widthKey},
                             std::pair{k, StringRef("num_experts_per_tok")}})
     if (value < 1)
-      return emitError(loc) << ctx.config.getPath() << ": '" << key << "' must be >= 1, got "
+      return emitError(loc) << "'" << key << "' must be >= 1, got "
                             << value,
              failure();
   if (k > experts)
-    return emitError(loc) << ctx.config.getPath() << ": num_experts_per_tok = " << k
+    return emitError(loc) << "num_experts_per_tok = " << k
                           << " exceeds " << expertsKey << " = " << experts,
            failure();
   return LayerShape{hidden, experts, width, k};
@@ -441,8 +449,7 @@ LogicalResult mixtralLikeParts(FamilyContext &ctx, LayerParts &parts, bool phimo
   // PhiMoE uses router_jitter_noise at inference as the sparsemixer's threshold.
   MOE_TRY_ASSIGN(epsilon, ctx.config.getDouble("router_jitter_noise"));
   if (s->k != 2)
-    return emitError(loc) << ctx.config.getPath()
-                          << ": PhiMoE's sparsemixer routes exactly 2 experts, "
+    return emitError(loc) << "PhiMoE's sparsemixer routes exactly 2 experts, "
                              "num_experts_per_tok is "
                           << s->k,
            failure();
@@ -546,7 +553,7 @@ LogicalResult deepseekParts(FamilyContext &ctx, LayerParts &parts, bool v3) {
   MOE_TRY_ASSIGN(scaling, ctx.config.getDouble("routed_scaling_factor", 1.0));
   MOE_TRY_ASSIGN(normalize, ctx.config.getBool("norm_topk_prob", false));
   if (scoring != "softmax" && scoring != "sigmoid")
-    return emitError(loc) << ctx.config.getPath() << ": unsupported scoring_func '" << scoring
+    return emitError(loc) << "unsupported scoring_func '" << scoring
                           << "' (softmax or sigmoid)",
            failure();
   ScoringFunc scoringFunc = scoring == "softmax" ? ScoringFunc::Softmax : ScoringFunc::Sigmoid;
@@ -560,13 +567,12 @@ LogicalResult deepseekParts(FamilyContext &ctx, LayerParts &parts, bool v3) {
     MOE_TRY_ASSIGN(nGroup, ctx.config.getInt("n_group"));
     MOE_TRY_ASSIGN(topkGroup, ctx.config.getInt("topk_group"));
     if (nGroup < 1 || topkGroup < 1)
-      return emitError(loc) << ctx.config.getPath()
-                            << ": n_group and topk_group must be >= 1",
+      return emitError(loc) << "n_group and topk_group must be >= 1",
              failure();
     groups = nGroup;
     keptGroups = topkGroup;
   } else if (method != "greedy") {
-    return emitError(loc) << ctx.config.getPath() << ": unsupported topk_method '" << method
+    return emitError(loc) << "unsupported topk_method '" << method
                           << "' (greedy, group_limited_greedy, noaux_tc)",
            failure();
   }
@@ -765,7 +771,7 @@ static FailureOr<Type> activationType(Location loc, const HFConfig &config) {
     return Type(Float16Type::get(context));
   if (*name == "float32")
     return Type(Float32Type::get(context));
-  return emitError(loc) << config.getPath() << ": unsupported " << key << " '" << *name
+  return emitError(loc) << "unsupported " << key << " '" << *name
                         << "' (bfloat16, float16 or float32)",
          failure();
 }
@@ -781,8 +787,7 @@ static FailureOr<std::optional<std::array<int64_t, 2>>> fp8Blocks(Location loc,
     return std::optional<std::array<int64_t, 2>>();
   MOE_TRY_ASSIGN(blocks, quantization->getIntList("weight_block_size"));
   if (blocks.size() != 2 || blocks[0] < 1 || blocks[1] < 1)
-    return emitError(loc) << config.getPath()
-                          << ": quantization_config.weight_block_size must be two positive "
+    return emitError(loc) << "quantization_config.weight_block_size must be two positive "
                              "integers",
            failure();
   return std::optional<std::array<int64_t, 2>>(std::array<int64_t, 2>{blocks[0], blocks[1]});
@@ -810,7 +815,7 @@ OwningOpRef<ModuleOp> mlir::moe::importHFCheckpoint(StringRef directory,
     return f.modelType == *modelType;
   });
   if (family == std::end(kFamilies)) {
-    InFlightDiagnostic diag = emitError(loc) << configPath << ": unsupported model_type '"
+    InFlightDiagnostic diag = emitError(loc) << "unsupported model_type '"
                                              << *modelType << "'; moec imports ";
     llvm::interleaveComma(getSupportedModelTypes(), diag);
     return nullptr;
@@ -825,7 +830,7 @@ OwningOpRef<ModuleOp> mlir::moe::importHFCheckpoint(StringRef directory,
   if (!layers)
     return fail(layers.takeError());
   if (layers->empty())
-    return emitError(loc) << configPath << ": the configuration has no MoE layer", nullptr;
+    return emitError(loc) << "the configuration has no MoE layer", nullptr;
   FailureOr<Type> actType = activationType(loc, root);
   FailureOr<std::optional<std::array<int64_t, 2>>> blocks = fp8Blocks(loc, root);
   auto hidden = config.getInt("hidden_size");

@@ -45,9 +45,9 @@ std::vector<int64_t> topK(const std::vector<double> &values, int64_t k) {
   return order;
 }
 
-/// DeepSeek's group-limited mask: experts outside the `topk_group` best groups get 0.0
-/// (not -inf: a masked expert can still be chosen if fewer eligible ones remain positive,
-/// exactly as transformers' masked_fill(0.0) behaves).
+/// DeepSeek's group-limited mask: experts outside the `topk_group` best groups are
+/// excluded (-inf, as transformers masks DeepSeek-V3; V2 masks probabilities, all positive,
+/// with 0.0, which chooses the same).
 void maskGroups(RoutingAttr routing, std::vector<double> &choice) {
   int64_t groups = routing.getNGroup();
   int64_t groupSize = static_cast<int64_t>(choice.size()) / groups;
@@ -65,7 +65,7 @@ void maskGroups(RoutingAttr routing, std::vector<double> &choice) {
     keep[g] = true;
   for (int64_t e = 0; e < static_cast<int64_t>(choice.size()); ++e)
     if (!keep[e / groupSize])
-      choice[e] = 0.0;
+      choice[e] = kNegInf;
 }
 
 /// PhiMoE's sparsemixer at inference: two rounds of a softmax restricted to the experts

@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """Compares moe-run's output with expected values (standard library only: CI has no numpy).
 
-    compare_safetensors.py ACTUAL EXPECTED --tolerance TOL [--ids exact|skip]
+    compare_safetensors.py ACTUAL EXPECTED --tolerance TOL [--ids set|ordered|skip]
 
 For `hidden_states` and `topk_weights` it prints the relative Frobenius error
 ||actual - expected|| / ||expected|| and fails when it exceeds TOL. `topk_ids` must match
-exactly (unless --ids skip). Missing tensors and shape mismatches fail.
+exactly. With --ids set (the default) each token's (id, weight) pairs are compared as a set,
+sorted by id: the order of a token's k slots carries no meaning, and some routers (DeepSeek's
+topk(sorted=False)) leave it unspecified. --ids skip ignores routing (bf16 runs, whose
+weights are rounded). Missing tensors and shape mismatches fail.
 """
 
 import argparse
@@ -35,6 +38,22 @@ def read_safetensors(path):
     return tensors
 
 
+def sort_slots_by_id(tensors):
+    """Reorders each token's k slots by expert id, in topk_ids and topk_weights alike."""
+    if "topk_ids" not in tensors or "topk_weights" not in tensors:
+        return
+    shape, ids = tensors["topk_ids"]
+    _, weights = tensors["topk_weights"]
+    k = shape[1]
+    new_ids, new_weights = [], []
+    for t in range(shape[0]):
+        pairs = sorted(zip(ids[t * k:(t + 1) * k], weights[t * k:(t + 1) * k]))
+        new_ids += [p[0] for p in pairs]
+        new_weights += [p[1] for p in pairs]
+    tensors["topk_ids"] = (shape, new_ids)
+    tensors["topk_weights"] = (shape, new_weights)
+
+
 def relative_error(actual, expected):
     diff = math.sqrt(sum((a - e) ** 2 for a, e in zip(actual, expected)))
     norm = math.sqrt(sum(e * e for e in expected))
@@ -46,13 +65,16 @@ def main():
     parser.add_argument("actual")
     parser.add_argument("expected")
     parser.add_argument("--tolerance", type=float, required=True)
-    parser.add_argument("--ids", choices=["exact", "skip"], default="exact")
+    parser.add_argument("--ids", choices=["set", "ordered", "skip"], default="set")
     args = parser.parse_args()
 
     actual = read_safetensors(args.actual)
     expected = read_safetensors(args.expected)
+    if args.ids == "set":
+        for tensors in (actual, expected):
+            sort_slots_by_id(tensors)
     ok = True
-    names = ["hidden_states", "topk_weights"] + (["topk_ids"] if args.ids == "exact" else [])
+    names = ["hidden_states"] + (["topk_weights", "topk_ids"] if args.ids != "skip" else [])
     for name in names:
         if name not in expected:
             continue
