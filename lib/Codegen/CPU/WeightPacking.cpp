@@ -1,0 +1,382 @@
+//===- WeightPacking.cpp - weights in the layout generated code reads -----===//
+
+#include "lib/Codegen/CPU/WeightPacking.h"
+
+#include "lib/Reference/Kernels.h"
+#include "lib/Support/DType.h"
+#include "lib/Support/FloatFormats.h"
+
+#include "llvm/Support/SHA256.h"
+
+#include <cstdio>
+#include <cstring>
+
+using namespace mlir;
+using namespace mlir::moe;
+using namespace mlir::moe::cpu;
+using reference::RefTensor;
+
+namespace {
+
+/// One expert's slice (or the whole tensor, for expert < 0) of a weight value, in float64:
+/// follows moe.weight (stacking, permutation) and moe.dequantize.
+class Materializer {
+public:
+  explicit Materializer(const ::moe::Checkpoint &checkpoint) : checkpoint(checkpoint) {}
+
+  FailureOr<RefTensor> get(Value value, int64_t expert) {
+    if (auto weight = value.getDefiningOp<WeightOp>())
+      return load(weight, expert);
+    if (auto dequant = value.getDefiningOp<DequantizeOp>()) {
+      SmallVector<RefTensor> storage;
+      for (Value stored : dequant.getStorage()) {
+        FailureOr<RefTensor> part = get(stored, expert);
+        if (failed(part))
+          return failure();
+        storage.push_back(std::move(*part));
+      }
+      SmallVector<const RefTensor *> pointers;
+      for (RefTensor &part : storage)
+        pointers.push_back(&part);
+      RankedTensorType type = dequant.getResult().getType();
+      if (expert >= 0)
+        type = RankedTensorType::get(type.getShape().drop_front(), type.getElementType());
+      return reference::dequantize([&] { return dequant.emitOpError(); },
+                                   dequant.getEncoding(), pointers, type);
+    }
+    return emitError(value.getLoc()) << "the CPU code generator reads weights only from "
+                                        "moe.weight and moe.dequantize";
+  }
+
+private:
+  FailureOr<RefTensor> load(WeightOp weight, int64_t expert) {
+    RankedTensorType type = weight.getResult().getType();
+    moe_dtype dtype = *getStorageDType(type.getElementType());
+    SmallVector<int64_t> stored = weight.getStoredShape();
+    std::optional<ArrayRef<int64_t>> perm = weight.getPermutation();
+    bool stacked = weight.getExperts().has_value();
+    // Which stored tensor, and which block of it, hold this expert.
+    std::string name = stacked ? weight.getTensorName(expert) : weight.getName().str();
+    int64_t block = 0;
+    SmallVector<int64_t> blockShape(stored);
+    if (expert >= 0 && !stacked) {
+      if (perm && (*perm)[0] != 0)
+        return weight.emitOpError() << "keeps its expert dimension elsewhere than first; the "
+                                       "CPU code generator cannot slice it per expert";
+      block = expert;
+      blockShape.erase(blockShape.begin());
+    }
+    std::optional<::moe::Checkpoint::Entry> entry = checkpoint.find(name);
+    if (!entry)
+      return weight.emitOpError() << "tensor '" << name << "' is not in the checkpoint "
+                                  << checkpoint.getDirectory();
+    const ::moe::TensorInfo &info = *entry->tensor;
+    if (info.dtype != dtype || ArrayRef<int64_t>(info.shape) != ArrayRef<int64_t>(stored))
+      return weight.emitOpError() << "tensor '" << name
+                                  << "' in the checkpoint does not have the IR's dtype and "
+                                     "shape";
+    RefTensor raw(blockShape);
+    ArrayRef<uint8_t> bytes = entry->file->getData(info);
+    int64_t base = block * raw.numel();
+    for (int64_t i = 0; i < raw.numel(); ++i)
+      raw.data[i] = ::moe::loadElement(dtype, bytes.data(), base + i);
+    if (!perm)
+      return raw;
+    // The permutation of the slice: drop the expert dimension when slicing one out.
+    SmallVector<int64_t> slicePerm;
+    bool dropFirst = expert >= 0;
+    for (size_t d = dropFirst ? 1 : 0; d < perm->size(); ++d)
+      slicePerm.push_back((*perm)[d] - (dropFirst ? 1 : 0));
+    SmallVector<int64_t> shape;
+    for (int64_t d : slicePerm)
+      shape.push_back(blockShape[d]);
+    RefTensor result(shape);
+    int64_t rank = shape.size();
+    SmallVector<int64_t> strides(rank, 1), index(rank, 0);
+    for (int64_t d = rank - 2; d >= 0; --d)
+      strides[d] = strides[d + 1] * blockShape[d + 1];
+    for (int64_t linear = 0; linear < result.numel(); ++linear) {
+      int64_t source = 0;
+      for (int64_t d = 0; d < rank; ++d)
+        source += index[d] * strides[slicePerm[d]];
+      result.data[linear] = raw.data[source];
+      for (int64_t d = rank - 1; d >= 0 && ++index[d] == shape[d]; --d)
+        index[d] = 0;
+    }
+    return result;
+  }
+
+  const ::moe::Checkpoint &checkpoint;
+};
+
+/// Appends `value` as `dtype` (BF16 or F32) to `bytes`.
+void append(std::vector<uint8_t> &bytes, moe_dtype dtype, double value) {
+  if (dtype == MOE_DTYPE_BF16) {
+    uint16_t bits = ::moe::floatToBf16(static_cast<float>(value));
+    bytes.push_back(uint8_t(bits & 0xFF));
+    bytes.push_back(uint8_t(bits >> 8));
+    return;
+  }
+  float single = static_cast<float>(value);
+  uint8_t raw[4];
+  std::memcpy(raw, &single, 4);
+  bytes.insert(bytes.end(), raw, raw + 4);
+}
+
+/// The matrices of one expert in logical form: gate [I, H] (null when ungated), up [I, H],
+/// down [H, I], and biases.
+struct ExpertMatrices {
+  std::optional<RefTensor> gate, gateBias;
+  RefTensor up, down;
+  std::optional<RefTensor> upBias, downBias;
+};
+
+/// Rows `rows` (every other row from `first` when `step` is 2) of a [R, C] or [R] tensor.
+RefTensor takeRows(const RefTensor &t, int64_t first, int64_t count, int64_t step) {
+  int64_t cols = t.rank() == 2 ? t.dim(1) : 1;
+  RefTensor result(t.rank() == 2 ? SmallVector<int64_t>{count, cols}
+                                 : SmallVector<int64_t>{count});
+  for (int64_t r = 0; r < count; ++r)
+    std::copy_n(t.data.data() + (first + r * step) * cols, cols,
+                result.data.data() + r * cols);
+  return result;
+}
+
+FailureOr<ExpertMatrices> loadExpert(Materializer &source, const FfnPlan &ffn, int64_t expert) {
+  int64_t e = ffn.stacked ? expert : -1;
+  auto get = [&](Value v) -> FailureOr<std::optional<RefTensor>> {
+    if (!v)
+      return std::optional<RefTensor>();
+    FailureOr<RefTensor> t = source.get(v, e);
+    if (failed(t))
+      return failure();
+    return std::optional<RefTensor>(std::move(*t));
+  };
+  auto up = get(ffn.up), down = get(ffn.down), gate = get(ffn.gate), upBias = get(ffn.upBias),
+       downBias = get(ffn.downBias), gateBias = get(ffn.gateBias);
+  if (failed(up) || failed(down) || failed(gate) || failed(upBias) || failed(downBias) ||
+      failed(gateBias))
+    return failure();
+  ExpertMatrices m{*gate, *gateBias, std::move(**up), std::move(**down), *upBias, *downBias};
+  int64_t width = ffn.width;
+  // Fused layouts split into the separate gate and up the kernels pack side by side.
+  if (ffn.ffn.getGlu() == GluLayout::Halves || ffn.ffn.getGlu() == GluLayout::Interleaved) {
+    bool halves = ffn.ffn.getGlu() == GluLayout::Halves;
+    RefTensor fused = std::move(m.up);
+    m.gate = takeRows(fused, 0, width, halves ? 1 : 2);
+    m.up = takeRows(fused, halves ? width : 1, width, halves ? 1 : 2);
+    if (m.upBias) {
+      RefTensor bias = std::move(*m.upBias);
+      m.gateBias = takeRows(bias, 0, width, halves ? 1 : 2);
+      m.upBias = takeRows(bias, halves ? width : 1, width, halves ? 1 : 2);
+    }
+  }
+  return m;
+}
+
+moe_dtype packedType(Value weight) {
+  Type element = cast<RankedTensorType>(weight.getType()).getElementType();
+  return element.isBF16() ? MOE_DTYPE_BF16 : MOE_DTYPE_F32;
+}
+
+} // namespace
+
+const PackedTensor *WeightPacker::declare(std::string name, moe_dtype dtype,
+                                          std::vector<int64_t> shape, Producer producer) {
+  auto tensor = std::make_unique<PackedTensor>();
+  tensor->name = std::move(name);
+  tensor->dtype = dtype;
+  tensor->shape = std::move(shape);
+  tensor->offset = nextOffset;
+  nextOffset += *::moe::getTensorByteSize(dtype, tensor->shape);
+  tensors.push_back(std::move(tensor));
+  producers.push_back(std::move(producer));
+  return tensors.back().get();
+}
+
+FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix, const FfnPlan &ffn,
+                                           int64_t hidden) {
+  PackedFfn packed;
+  packed.numExperts = ffn.numExperts;
+  packed.hidden = hidden;
+  packed.width = ffn.width;
+  packed.gated = ffn.ffn.isGated();
+  packed.ffn = ffn.ffn;
+  int64_t P = panelWidth;
+  int64_t columnsPerPanel = packed.gated ? P / 2 : P;
+  packed.panels1 = llvm::divideCeil(ffn.width, columnsPerPanel);
+  packed.widthPadded = packed.panels1 * columnsPerPanel;
+  packed.panels2 = llvm::divideCeil(hidden, P);
+  packed.hiddenPadded = packed.panels2 * P;
+  moe_dtype dtype = packedType(ffn.up);
+  bool anyBias1 = ffn.upBias || ffn.gateBias;
+  int64_t E = ffn.numExperts, width = ffn.width;
+  bool gated = packed.gated;
+  FfnPlan plan = ffn;
+  int64_t panels1 = packed.panels1, panels2 = packed.panels2, kPad = packed.widthPadded;
+
+  // Column c of panel p of the first projection: gate row j (c < P/2) or up row j.
+  auto firstRow = [=](int64_t p, int64_t c, bool &isGate) {
+    isGate = gated && c < P / 2;
+    return gated ? p * (P / 2) + (isGate ? c : c - P / 2) : p * P + c;
+  };
+  auto forEachExpert = [this, plan, E](const Emit &emit, auto body) -> LogicalResult {
+    Materializer source(checkpoint);
+    for (int64_t e = 0; e < E; ++e) {
+      FailureOr<ExpertMatrices> m = loadExpert(source, plan, e);
+      if (failed(m))
+        return failure();
+      std::vector<uint8_t> bytes;
+      body(*m, bytes);
+      emit(bytes);
+    }
+    return success();
+  };
+
+  packed.w1 = declare(prefix + "w1", dtype, {E, panels1, hidden, P},
+                      [=](const Emit &emit) {
+                        return forEachExpert(emit, [&](ExpertMatrices &m,
+                                                       std::vector<uint8_t> &bytes) {
+                          for (int64_t p = 0; p < panels1; ++p)
+                            for (int64_t k = 0; k < hidden; ++k)
+                              for (int64_t c = 0; c < P; ++c) {
+                                bool isGate;
+                                int64_t j = firstRow(p, c, isGate);
+                                const RefTensor &w = isGate ? *m.gate : m.up;
+                                append(bytes, dtype, j < width ? w.row(j)[k] : 0.0);
+                              }
+                        });
+                      });
+  if (anyBias1)
+    packed.b1 = declare(prefix + "b1", MOE_DTYPE_F32, {E, panels1 * P},
+                        [=](const Emit &emit) {
+                          return forEachExpert(emit, [&](ExpertMatrices &m,
+                                                         std::vector<uint8_t> &bytes) {
+                            for (int64_t p = 0; p < panels1; ++p)
+                              for (int64_t c = 0; c < P; ++c) {
+                                bool isGate;
+                                int64_t j = firstRow(p, c, isGate);
+                                const std::optional<RefTensor> &b =
+                                    isGate ? m.gateBias : m.upBias;
+                                append(bytes, MOE_DTYPE_F32,
+                                       j < width && b ? b->data[j] : 0.0);
+                              }
+                          });
+                        });
+  packed.w2 = declare(prefix + "w2", packedType(ffn.down), {E, panels2, kPad, P},
+                      [=, downType = packedType(ffn.down)](const Emit &emit) {
+                        return forEachExpert(emit, [&](ExpertMatrices &m,
+                                                       std::vector<uint8_t> &bytes) {
+                          for (int64_t p = 0; p < panels2; ++p)
+                            for (int64_t k = 0; k < kPad; ++k)
+                              for (int64_t c = 0; c < P; ++c) {
+                                int64_t n = p * P + c;
+                                append(bytes, downType,
+                                       n < hidden && k < width ? m.down.row(n)[k] : 0.0);
+                              }
+                        });
+                      });
+  if (ffn.downBias)
+    packed.b2 = declare(prefix + "b2", MOE_DTYPE_F32, {E, panels2 * P},
+                        [=](const Emit &emit) {
+                          return forEachExpert(emit, [&](ExpertMatrices &m,
+                                                         std::vector<uint8_t> &bytes) {
+                            for (int64_t n = 0; n < panels2 * P; ++n)
+                              append(bytes, MOE_DTYPE_F32,
+                                     n < hidden ? m.downBias->data[n] : 0.0);
+                          });
+                        });
+  return packed;
+}
+
+FailureOr<PackedLayer> WeightPacker::planLayer(const LayerPlan &plan) {
+  std::string prefix = "layer" + std::to_string(plan.layerIndex) + ".";
+  PackedLayer packed;
+  // Small f32 tensors copied whole: router, its biases, the shared expert's gate.
+  auto whole = [&](Value value, std::string name) -> const PackedTensor * {
+    auto type = cast<RankedTensorType>(value.getType());
+    std::vector<int64_t> shape(type.getShape().begin(), type.getShape().end());
+    return declare(prefix + name, MOE_DTYPE_F32, shape, [this, value](const Emit &emit) {
+      Materializer source(checkpoint);
+      FailureOr<RefTensor> t = source.get(value, -1);
+      if (failed(t))
+        return failure();
+      std::vector<uint8_t> bytes;
+      for (double v : t->data)
+        append(bytes, MOE_DTYPE_F32, v);
+      emit(bytes);
+      return success();
+    });
+  };
+  packed.router = whole(plan.routerWeight, "router");
+  if (plan.routerBias)
+    packed.routerBias = whole(plan.routerBias, "router_bias");
+  if (plan.correctionBias)
+    packed.correctionBias = whole(plan.correctionBias, "correction_bias");
+  if (plan.sharedSigmoidGate)
+    packed.sigmoidGate = whole(plan.sharedSigmoidGate, "shared_gate");
+  FailureOr<PackedFfn> experts = planFfn(prefix + "experts.", plan.experts, plan.hidden);
+  if (failed(experts))
+    return failure();
+  packed.experts = *experts;
+  if (plan.shared) {
+    FailureOr<PackedFfn> shared = planFfn(prefix + "shared.", *plan.shared, plan.hidden);
+    if (failed(shared))
+      return failure();
+    packed.shared = *shared;
+  }
+  return packed;
+}
+
+FailureOr<std::string> WeightPacker::write(llvm::StringRef path, Location errorLoc) {
+  // The hash covers the data, which is written after the header: the header carries a
+  // placeholder of the same length, patched once the data is hashed.
+  const std::string placeholder(64, '0');
+  ::moe::SafetensorsWriter writer(path.str());
+  for (const auto &tensor : tensors)
+    if (llvm::Error error = writer.declare(tensor->name, tensor->dtype, tensor->shape))
+      return emitError(errorLoc) << llvm::toString(std::move(error)), failure();
+  writer.setMetadata("moec_weights_hash", placeholder);
+  llvm::SHA256 hasher;
+  llvm::Error writeError = llvm::Error::success();
+  for (const Producer &producer : producers) {
+    LogicalResult produced = producer([&](llvm::ArrayRef<uint8_t> bytes) {
+      hasher.update(bytes);
+      if (!writeError)
+        writeError = writer.write(bytes);
+    });
+    if (failed(produced))
+      return failure();
+  }
+  if (writeError)
+    return emitError(errorLoc) << llvm::toString(std::move(writeError)), failure();
+  if (llvm::Error error = writer.finish())
+    return emitError(errorLoc) << llvm::toString(std::move(error)), failure();
+
+  std::array<uint8_t, 32> digest = hasher.final();
+  std::string hash;
+  for (uint8_t byte : digest) {
+    static const char hex[] = "0123456789abcdef";
+    hash += hex[byte >> 4];
+    hash += hex[byte & 15];
+  }
+  // Patch the placeholder inside the header.
+  FILE *stream = std::fopen(path.str().c_str(), "r+b");
+  if (!stream)
+    return emitError(errorLoc) << "cannot reopen " << path << " to record its hash",
+           failure();
+  uint64_t headerLength = 0;
+  std::string header;
+  bool ok = std::fread(&headerLength, 8, 1, stream) == 1 && headerLength < (1u << 30);
+  if (ok) {
+    header.resize(headerLength);
+    ok = std::fread(header.data(), 1, headerLength, stream) == headerLength;
+  }
+  size_t at = ok ? header.find(placeholder) : std::string::npos;
+  ok = at != std::string::npos && std::fseek(stream, long(8 + at), SEEK_SET) == 0 &&
+       std::fwrite(hash.data(), 1, hash.size(), stream) == hash.size();
+  ok = (std::fclose(stream) == 0) && ok;
+  if (!ok)
+    return emitError(errorLoc) << "cannot record the weights hash in " << path, failure();
+  return hash;
+}
