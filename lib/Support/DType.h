@@ -1,8 +1,15 @@
 //===- DType.h - safetensors dtype names and sizes --------------*- C++ -*-===//
+//
+// The LLVM-typed face of the dtype table in DTypeTable.h (which also declares
+// parseSafetensorsDType, getByteSize and a pointer-and-rank getTensorByteSize, usable
+// without LLVM).
+//
+//===----------------------------------------------------------------------===//
 
 #ifndef MOEC_LIB_SUPPORT_DTYPE_H
 #define MOEC_LIB_SUPPORT_DTYPE_H
 
+#include "lib/Support/DTypeTable.h"
 #include "moe/dtype.h"
 
 #include "llvm/ADT/ArrayRef.h"
@@ -13,15 +20,12 @@
 
 namespace moe {
 
-/// The dtype a safetensors header names, e.g. "BF16"; nullopt for names moec does not read
-/// (including valid safetensors dtypes such as "F4" that moec has no use for yet).
-std::optional<moe_dtype> parseSafetensorsDType(llvm::StringRef name);
+// From DTypeTable.h (an llvm::StringRef converts to the std::string_view it takes):
+//   std::optional<moe_dtype> parseSafetensorsDType(std::string_view name);
+//   unsigned getByteSize(moe_dtype dtype);
 
 /// The safetensors header name of `dtype` ("" for MOE_DTYPE_INVALID).
 llvm::StringRef getSafetensorsName(moe_dtype dtype);
-
-/// Bytes per element of `dtype` (0 for MOE_DTYPE_INVALID).
-unsigned getByteSize(moe_dtype dtype);
 
 /// Bytes a tensor of `shape` and `dtype` occupies, or nullopt if a dimension is negative or
 /// the product overflows 64 bits (a hostile header must not wrap around).

@@ -1,9 +1,9 @@
 //===- Safetensors.cpp - safetensors files and checkpoints ----------------===//
 //
-// The reader treats every file as hostile: each JSON value is type-checked
-// before use (nlohmann's accessors would throw, or abort in a build without
-// exceptions), every size is computed with overflow checks, and nothing is
-// handed out until the whole header has been validated against the file.
+// The format's rules live in SafetensorsFormat.cpp (LLVM-free, shared with the
+// runtime); this file maps files, opens checkpoints and writes files. The
+// reader treats every file as hostile: nothing is handed out until the whole
+// header has been validated against the file.
 //
 //===----------------------------------------------------------------------===//
 
@@ -25,7 +25,6 @@
 
 #include <algorithm>
 #include <limits>
-#include <set>
 #include <unistd.h>
 
 using nlohmann::json;
@@ -38,222 +37,11 @@ llvm::Error makeError(const llvm::Twine &message) {
 }
 
 std::string formatShape(llvm::ArrayRef<int64_t> shape) {
-  std::string text = "[";
-  llvm::raw_string_ostream os(text);
-  llvm::interleaveComma(shape, os);
-  os << "]";
-  return text;
+  return moe::formatShape(shape.data(), shape.size());
 }
 
 std::string formatDType(moe_dtype dtype) {
   return getSafetensorsName(dtype).str();
-}
-
-/// Names the safetensors format defines but moec cannot represent; they get a
-/// clearer message than a misspelt name does.
-bool isUnsupportedSafetensorsDType(llvm::StringRef name) {
-  return llvm::is_contained(
-      llvm::ArrayRef<llvm::StringRef>{"F4", "F6_E2M3", "F6_E3M2", "C64",
-                                      "F8_E4M3FNUZ", "F8_E5M2FNUZ"},
-      name);
-}
-
-/// The first repeated key found while parsing, with the keys of the enclosing
-/// objects (outermost first) so the message can say where it was.
-struct DuplicateKey {
-  std::vector<std::string> path;
-  std::string key;
-};
-
-/// A SAX consumer that only records the first syntax error. It is used for a
-/// second pass over text the DOM parser rejected: the DOM parser, run without
-/// exceptions, says only that parsing failed, not where or why.
-struct SyntaxErrorFinder : nlohmann::json_sax<json> {
-  std::string message;
-  bool null() override { return true; }
-  bool boolean(bool) override { return true; }
-  bool number_integer(number_integer_t) override { return true; }
-  bool number_unsigned(number_unsigned_t) override { return true; }
-  bool number_float(number_float_t, const string_t &) override { return true; }
-  bool string(string_t &) override { return true; }
-  bool binary(binary_t &) override { return true; }
-  bool start_object(std::size_t) override { return true; }
-  bool key(string_t &) override { return true; }
-  bool end_object() override { return true; }
-  bool start_array(std::size_t) override { return true; }
-  bool end_array() override { return true; }
-  bool parse_error(std::size_t, const std::string &,
-                   const nlohmann::detail::exception &error) override {
-    llvm::StringRef what = error.what();
-    // Drop the "[json.exception.parse_error.101] " tag; the rest says where.
-    if (what.starts_with("[json.exception.")) {
-      size_t end = what.find("] ");
-      if (end != llvm::StringRef::npos)
-        what = what.drop_front(end + 2);
-    }
-    message = what.str();
-    return false;
-  }
-};
-
-/// Parses `text` as one strict JSON value. Returns a discarded value on a
-/// syntax error (described in `syntaxError`). nlohmann silently keeps one of
-/// several equal keys, which would let a file show different tensors to
-/// different readers, so repeated keys at any depth are reported in
-/// `duplicate`.
-json parseJSON(llvm::StringRef text, std::string &syntaxError,
-               std::optional<DuplicateKey> &duplicate) {
-  // nlohmann takes a NUL byte for the end of the input and would ignore
-  // whatever follows it; valid JSON never holds one (not even in a string,
-  // where it must be escaped).
-  size_t nul = text.find('\0');
-  if (nul != llvm::StringRef::npos) {
-    syntaxError = "NUL byte at offset " + std::to_string(nul);
-    return json(json::value_t::discarded);
-  }
-  // One set of seen keys per open object, and the key currently being parsed
-  // at each level (to name the enclosing objects of a duplicate).
-  std::vector<std::set<std::string>> seenKeys;
-  std::vector<std::string> currentKeys;
-  auto callback = [&](int, json::parse_event_t event, json &parsed) {
-    switch (event) {
-    case json::parse_event_t::object_start:
-      seenKeys.emplace_back();
-      currentKeys.emplace_back();
-      break;
-    case json::parse_event_t::object_end:
-      if (!seenKeys.empty()) {
-        seenKeys.pop_back();
-        currentKeys.pop_back();
-      }
-      break;
-    case json::parse_event_t::key: {
-      const std::string *key = parsed.get_ptr<const std::string *>();
-      if (!key || seenKeys.empty())
-        break;
-      currentKeys.back() = *key;
-      if (!seenKeys.back().insert(*key).second && !duplicate) {
-        DuplicateKey found;
-        found.path.assign(currentKeys.begin(), currentKeys.end() - 1);
-        found.key = *key;
-        duplicate = std::move(found);
-      }
-      break;
-    }
-    default:
-      break;
-    }
-    return true;
-  };
-  json result = json::parse(text.begin(), text.end(), callback,
-                            /*allow_exceptions=*/false);
-  if (result.is_discarded()) {
-    SyntaxErrorFinder finder;
-    json::sax_parse(text.begin(), text.end(), &finder);
-    syntaxError =
-        finder.message.empty() ? "malformed JSON" : std::move(finder.message);
-  }
-  return result;
-}
-
-/// The value of a JSON integer stored as signed (nlohmann does so only for
-/// negative literals), or nullopt. get_ptr is no help here: it hands out the
-/// signed view of an unsigned value too, turning 2^64 - 1 into -1.
-std::optional<int64_t> getSigned(const json &value) {
-  if (value.type() != json::value_t::number_integer)
-    return std::nullopt;
-  return static_cast<int64_t>(*value.get_ptr<const json::number_integer_t *>());
-}
-
-/// The value of an unsigned JSON integer, or nullopt for any other value
-/// (negative, fractional, too large for 64 bits, or not a number).
-std::optional<uint64_t> getUnsigned(const json &value) {
-  if (const auto *number = value.get_ptr<const json::number_unsigned_t *>())
-    return static_cast<uint64_t>(*number);
-  // nlohmann stores a non-negative literal as unsigned, but a value built in
-  // memory may be a signed non-negative one.
-  if (std::optional<int64_t> number = getSigned(value))
-    if (*number >= 0)
-      return static_cast<uint64_t>(*number);
-  return std::nullopt;
-}
-
-/// Checks one tensor entry of a header and fills `info` (all but fileOffset,
-/// which needs the header length). `dataBegin` receives data_offsets[0].
-llvm::Error parseTensorEntry(const llvm::Twine &where, const std::string &name,
-                             const json &entry, TensorInfo &info,
-                             uint64_t &dataBegin) {
-  std::string prefix = (where + ": tensor '" + name + "': ").str();
-  if (!entry.is_object())
-    return makeError(prefix + "entry is not a JSON object");
-  info.name = name;
-
-  auto dtypeIt = entry.find("dtype");
-  if (dtypeIt == entry.end())
-    return makeError(prefix + "missing \"dtype\"");
-  const auto *dtypeName = dtypeIt->get_ptr<const std::string *>();
-  if (!dtypeName)
-    return makeError(prefix + "dtype is not a string");
-  std::optional<moe_dtype> dtype = parseSafetensorsDType(*dtypeName);
-  if (!dtype) {
-    if (isUnsupportedSafetensorsDType(*dtypeName))
-      return makeError(prefix + "unsupported dtype '" + *dtypeName + "'");
-    return makeError(prefix + "unknown dtype '" + *dtypeName + "'");
-  }
-  info.dtype = *dtype;
-
-  auto shapeIt = entry.find("shape");
-  if (shapeIt == entry.end())
-    return makeError(prefix + "missing \"shape\"");
-  if (!shapeIt->is_array())
-    return makeError(prefix + "shape is not an array");
-  info.shape.clear();
-  info.shape.reserve(shapeIt->size());
-  for (const json &dim : *shapeIt) {
-    size_t index = info.shape.size();
-    if (std::optional<int64_t> signedDim = getSigned(dim))
-      if (*signedDim < 0)
-        return makeError(prefix + "shape[" + llvm::Twine(index) +
-                         "] is negative (" + llvm::Twine(*signedDim) + ")");
-    std::optional<uint64_t> value = getUnsigned(dim);
-    if (!value)
-      return makeError(prefix + "shape[" + llvm::Twine(index) +
-                       "] is not a non-negative integer");
-    if (*value > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-      return makeError(prefix + "shape[" + llvm::Twine(index) + "] (" +
-                       llvm::Twine(*value) +
-                       ") does not fit in a signed 64-bit integer");
-    info.shape.push_back(static_cast<int64_t>(*value));
-  }
-
-  auto offsetsIt = entry.find("data_offsets");
-  if (offsetsIt == entry.end())
-    return makeError(prefix + "missing \"data_offsets\"");
-  std::optional<uint64_t> begin, end;
-  if (offsetsIt->is_array() && offsetsIt->size() == 2) {
-    begin = getUnsigned((*offsetsIt)[0]);
-    end = getUnsigned((*offsetsIt)[1]);
-  }
-  if (!begin || !end)
-    return makeError(prefix +
-                     "data_offsets is not an array of two unsigned integers");
-  if (*begin > *end)
-    return makeError(prefix + "data_offsets [" + llvm::Twine(*begin) + ", " +
-                     llvm::Twine(*end) + "): begin is after end");
-
-  std::optional<uint64_t> needed = getTensorByteSize(info.dtype, info.shape);
-  if (!needed)
-    return makeError(prefix + "the byte size of shape " +
-                     formatShape(info.shape) + " of " +
-                     formatDType(info.dtype) + " overflows 64 bits");
-  info.byteSize = *end - *begin;
-  if (info.byteSize != *needed)
-    return makeError(prefix + llvm::Twine(info.byteSize) +
-                     " bytes of data but shape " + formatShape(info.shape) +
-                     " of " + formatDType(info.dtype) + " needs " +
-                     llvm::Twine(*needed));
-  dataBegin = *begin;
-  return llvm::Error::success();
 }
 
 /// Reads `path` (an index or other small JSON file) and parses it strictly.
@@ -273,9 +61,9 @@ llvm::Expected<json> readJSONFile(llvm::StringRef path) {
                      " bytes exceed the limit of " +
                      llvm::Twine(kMaxSafetensorsHeaderBytes));
   std::string syntaxError;
-  std::optional<DuplicateKey> duplicate;
-  json value = parseJSON(text, syntaxError, duplicate);
-  if (value.is_discarded())
+  std::optional<JSONDuplicateKey> duplicate;
+  json value;
+  if (!parseStrictJSON(text, value, syntaxError, duplicate))
     return makeError(path + ": not valid JSON: " + syntaxError);
   if (duplicate) {
     std::string where;
@@ -288,20 +76,6 @@ llvm::Expected<json> readJSONFile(llvm::StringRef path) {
 }
 
 } // namespace
-
-//===----------------------------------------------------------------------===//
-// TensorInfo
-//===----------------------------------------------------------------------===//
-
-uint64_t TensorInfo::numElements() const {
-  // Saturates rather than wraps for a hand-built TensorInfo; a validated one
-  // cannot overflow since its byte size fits 64 bits.
-  uint64_t count = 1;
-  for (int64_t dim : shape)
-    count = llvm::SaturatingMultiply(
-        count, static_cast<uint64_t>(std::max<int64_t>(dim, 0)));
-  return count;
-}
 
 //===----------------------------------------------------------------------===//
 // SafetensorsFile
@@ -328,128 +102,15 @@ SafetensorsFile::open(llvm::StringRef path) {
   file->path = path.str();
   file->buffer = std::move(*bufferOrErr);
   llvm::StringRef contents = file->buffer->getBuffer();
-  uint64_t fileSize = contents.size();
 
-  if (fileSize < 8)
-    return makeError(path + ": file is too short (" + llvm::Twine(fileSize) +
-                     " bytes) to hold the 8-byte header length");
-  uint64_t headerSize =
-      llvm::support::endian::read64le(contents.data()); // unaligned-safe
-  if (headerSize > kMaxSafetensorsHeaderBytes)
-    return makeError(path + ": header length " + llvm::Twine(headerSize) +
-                     " exceeds the limit of " +
-                     llvm::Twine(kMaxSafetensorsHeaderBytes) + " bytes");
-  if (headerSize > fileSize - 8)
-    return makeError(path + ": header length " + llvm::Twine(headerSize) +
-                     " exceeds the file size " + llvm::Twine(fileSize));
-  llvm::StringRef headerText = contents.substr(8, headerSize);
-  // The format requires the object to start the header; anything else
-  // (whitespace, a byte-order mark, an array) is rejected as other readers do.
-  if (!headerText.starts_with("{"))
-    return makeError(path +
-                     ": header is not a JSON object (it must start with '{')");
-
-  std::string syntaxError;
-  std::optional<DuplicateKey> duplicate;
-  json header = parseJSON(headerText, syntaxError, duplicate);
-  if (header.is_discarded())
-    return makeError(path + ": header is not valid JSON: " + syntaxError);
-  if (!header.is_object())
-    return makeError(path + ": header is not a JSON object");
-  if (duplicate) {
-    if (duplicate->path.empty()) {
-      if (duplicate->key == "__metadata__")
-        return makeError(path + ": duplicate key '__metadata__'");
-      return makeError(path + ": duplicate tensor name '" + duplicate->key +
-                       "'");
-    }
-    if (duplicate->path.front() == "__metadata__")
-      return makeError(path + ": __metadata__: duplicate key '" +
-                       duplicate->key + "'");
-    return makeError(path + ": tensor '" + duplicate->path.front() +
-                     "': duplicate key '" + duplicate->key + "'");
-  }
-
-  std::vector<uint64_t> begins;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string &key = it.key();
-    if (key == "__metadata__") {
-      // serde-based writers may emit null for "no metadata".
-      if (it->is_null())
-        continue;
-      if (!it->is_object())
-        return makeError(path + ": __metadata__ is not a JSON object");
-      for (auto entry = it->begin(); entry != it->end(); ++entry) {
-        const auto *value = entry->get_ptr<const std::string *>();
-        if (!value)
-          return makeError(path + ": __metadata__ entry '" + entry.key() +
-                           "' is not a string");
-        file->metadata[entry.key()] = *value;
-      }
-      continue;
-    }
-    TensorInfo info;
-    uint64_t begin = 0;
-    if (llvm::Error error = parseTensorEntry(path, key, *it, info, begin))
-      return std::move(error);
-    file->tensors.push_back(std::move(info));
-    begins.push_back(begin);
-  }
-
-  // Sorted by [begin, end), the tensors must tile the data buffer exactly;
-  // empty tensors sort before a non-empty one at the same offset.
-  std::vector<size_t> order(file->tensors.size());
-  for (size_t i = 0; i < order.size(); ++i)
-    order[i] = i;
-  llvm::sort(order, [&](size_t a, size_t b) {
-    if (begins[a] != begins[b])
-      return begins[a] < begins[b];
-    if (file->tensors[a].byteSize != file->tensors[b].byteSize)
-      return file->tensors[a].byteSize < file->tensors[b].byteSize;
-    return file->tensors[a].name < file->tensors[b].name;
-  });
-  uint64_t expected = 0;
-  const TensorInfo *previous = nullptr;
-  uint64_t previousBegin = 0;
-  for (size_t index : order) {
-    const TensorInfo &tensor = file->tensors[index];
-    uint64_t begin = begins[index];
-    uint64_t end = begin + tensor.byteSize; // cannot wrap: it was parsed
-    if (begin < expected)
-      return makeError(path + ": tensor '" + previous->name +
-                       "': data_offsets [" + llvm::Twine(previousBegin) + ", " +
-                       llvm::Twine(expected) + ") overlap tensor '" +
-                       tensor.name + "' [" + llvm::Twine(begin) + ", " +
-                       llvm::Twine(end) + ")");
-    if (begin > expected)
-      return makeError(path + ": gap of " + llvm::Twine(begin - expected) +
-                       " bytes before tensor '" + tensor.name + "'");
-    // An empty tensor ends where it starts, so it never becomes the tensor an
-    // overlap is reported against unless nothing else is.
-    if (!previous || tensor.byteSize != 0 || previous->byteSize == 0) {
-      previous = &tensor;
-      previousBegin = begin;
-    }
-    expected = end;
-  }
-
-  uint64_t dataSize = fileSize - 8 - headerSize;
-  if (expected != dataSize) {
-    // A hostile offset can make 8 + headerSize + expected wrap around.
-    if (expected > std::numeric_limits<uint64_t>::max() - 8 - headerSize)
-      return makeError(path + ": data buffer of " + llvm::Twine(expected) +
-                       " bytes does not fit in the file of " +
-                       llvm::Twine(fileSize) + " bytes");
-    return makeError(path + ": data buffer ends at byte " +
-                     llvm::Twine(8 + headerSize + expected) +
-                     " but the file has " + llvm::Twine(fileSize) + " bytes");
-  }
-
-  for (size_t i = 0; i < file->tensors.size(); ++i)
-    file->tensors[i].fileOffset = 8 + headerSize + begins[i];
-  llvm::sort(file->tensors, [](const TensorInfo &a, const TensorInfo &b) {
-    return llvm::StringRef(a.name) < llvm::StringRef(b.name);
-  });
+  SafetensorsHeader header;
+  std::string error;
+  if (!parseSafetensorsHeader(
+          reinterpret_cast<const uint8_t *>(contents.data()), contents.size(),
+          path, header, error))
+    return makeError(error);
+  file->tensors = std::move(header.tensors);
+  file->metadata = std::move(header.metadata);
   return file;
 }
 
@@ -521,8 +182,7 @@ Checkpoint::open(llvm::StringRef directory) {
       return makeError(indexPath + ": weight_map entry for tensor '" +
                        it.key() + "' is not a string");
     llvm::StringRef name(*shard);
-    if (name.empty() || name == "." || name.contains("..") ||
-        name.contains('/') || name.contains('\\') || name.contains('\0'))
+    if (!isPlainFileName(name))
       return makeError(indexPath + ": tensor '" + it.key() + "': shard name '" +
                        name + "' is not a file name inside the directory");
     shardOfTensor[it.key()] = *shard;

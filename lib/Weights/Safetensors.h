@@ -13,6 +13,7 @@
 #ifndef MOEC_LIB_WEIGHTS_SAFETENSORS_H
 #define MOEC_LIB_WEIGHTS_SAFETENSORS_H
 
+#include "lib/Weights/SafetensorsFormat.h"
 #include "moe/dtype.h"
 
 #include "llvm/ADT/ArrayRef.h"
@@ -29,20 +30,8 @@
 
 namespace moe {
 
-/// The largest header moec accepts (the format's own limit).
-constexpr uint64_t kMaxSafetensorsHeaderBytes = 100'000'000;
-
-/// One tensor of a safetensors file.
-struct TensorInfo {
-  std::string name;
-  moe_dtype dtype = MOE_DTYPE_INVALID;
-  std::vector<int64_t> shape;
-  /// Byte range of the data, relative to the start of the file (not of the data buffer).
-  uint64_t fileOffset = 0;
-  uint64_t byteSize = 0;
-
-  uint64_t numElements() const;
-};
+// kMaxSafetensorsHeaderBytes and TensorInfo come from SafetensorsFormat.h, which holds the
+// format's rules in LLVM-free code shared with the runtime.
 
 /// A memory-mapped safetensors file whose header passed every check.
 class SafetensorsFile {

@@ -16,6 +16,7 @@
 #include "lib/Codegen/CPU/LayerPlan.h"
 #include "lib/Codegen/CPU/WeightPacking.h"
 #include "lib/Import/HFImporter.h"
+#include "lib/Support/DType.h"
 #include "lib/Target/CPU/CpuTarget.h"
 #include "passes/Passes.h"
 
@@ -159,6 +160,10 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
   manifest["compiler"] = kCompilerVersion;
   auto modelType = module->getAttrOfType<StringAttr>("moe.model_type");
   manifest["model_type"] = modelType ? modelType.str() : "";
+  // Where the IR's weight names point: moe-run --check evaluates final.mlir against it.
+  SmallString<256> source(checkpoint.getDirectory());
+  llvm::sys::fs::make_absolute(source);
+  manifest["source_checkpoint"] = std::string(source);
   manifest["target"] = "cpu";
   manifest["cpu"] = target.cpu;
   manifest["cpu_features"] = target.features;
@@ -168,12 +173,35 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
   manifest["ir"] = "final.mlir";
   manifest["weights_hash"] = *hash;
   nlohmann::ordered_json layers = nlohmann::ordered_json::array();
-  for (const cpu::LayerPlan &plan : plans)
+  for (auto [plan, layer] : llvm::zip(plans, packed)) {
+    // What one call costs, for moe-run --bench: bytes of one routed expert's packed
+    // weights, of the shared expert and router (read on every call), and the widths.
+    auto bytes = [](const cpu::PackedTensor *t) -> uint64_t {
+      return t ? *::moe::getTensorByteSize(t->dtype, t->shape) : 0;
+    };
+    const cpu::PackedFfn &experts = layer.experts;
+    uint64_t expertBytes = (bytes(experts.w1) + bytes(experts.w2) + bytes(experts.b1) +
+                            bytes(experts.b2)) /
+                           uint64_t(experts.numExperts);
+    uint64_t alwaysBytes = bytes(layer.router) + bytes(layer.routerBias) +
+                           bytes(layer.correctionBias) + bytes(layer.sigmoidGate);
+    int64_t sharedWidth = 0;
+    if (layer.shared) {
+      alwaysBytes += bytes(layer.shared->w1) + bytes(layer.shared->w2) +
+                     bytes(layer.shared->b1) + bytes(layer.shared->b2);
+      sharedWidth = layer.shared->width;
+    }
     layers.push_back({{"layer", plan.layerIndex},
                       {"entry", "moe_layer_" + std::to_string(plan.layerIndex)},
                       {"hidden_size", plan.hidden},
                       {"num_experts", plan.numExperts},
-                      {"top_k", plan.topK}});
+                      {"top_k", plan.topK},
+                      {"expert_width", plan.experts.width},
+                      {"gated", experts.gated},
+                      {"shared_width", sharedWidth},
+                      {"expert_bytes", expertBytes},
+                      {"always_bytes", alwaysBytes}});
+  }
   manifest["layers"] = layers;
   if (failed(writeFile(path("manifest.json"), manifest.dump(2) + "\n")))
     return module.emitError() << "cannot write " << path("manifest.json");

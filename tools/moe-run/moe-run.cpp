@@ -2,11 +2,15 @@
 //
 //   moe-run MODULE.mlir --weights-dir DIR --layer N --input in.safetensors
 //           --output out.safetensors
+//   moe-run OUT --layer N --input in.safetensors --output out.safetensors
+//           [--device cpu] [--check [--weights-dir DIR]] [--bench ITERS]
 //
-// Evaluates layer N of a moe dialect module with the float64 reference evaluator (no code
-// generation), on hidden states read from `in.safetensors` (`hidden_states` [T, H], F32 or
-// BF16). Writes `hidden_states` [T, H] F32 and, when the layer routes, `topk_ids` [T, k] I32
-// and `topk_weights` [T, k] F32. Any error leaves no output file behind.
+// On a .mlir module: evaluates layer N with the float64 reference evaluator (no code
+// generation). On a folder compiled by moe-compile: runs the generated code through the
+// runtime (include/moe/runtime.h); --check also evaluates the folder's final.mlir with the
+// reference evaluator on the same input and prints the relative error, --bench times the
+// layer. Input: `hidden_states` [T, H], F32 or BF16. Output: `hidden_states` [T, H] F32,
+// `topk_ids` [T, k] I32 and `topk_weights` [T, k] F32. Any error leaves no output file.
 //
 //===----------------------------------------------------------------------===//
 
@@ -22,22 +26,43 @@
 #include "mlir/InitAllDialects.h"
 #include "mlir/Parser/Parser.h"
 
+#include "moe/runtime.h"
+
+#include "llvm/ADT/ScopeExit.h"
 #include "llvm/Support/CommandLine.h"
+#include "llvm/Support/Format.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/WithColor.h"
 
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <set>
+
 using namespace mlir;
 using namespace mlir::moe;
 namespace cl = llvm::cl;
 
-static cl::opt<std::string> modulePath(cl::Positional, cl::desc("<module.mlir>"),
+static cl::opt<std::string> modulePath(cl::Positional,
+                                       cl::desc("<module.mlir | compiled folder>"),
                                        cl::Required);
 static cl::opt<std::string> weightsDir("weights-dir",
                                        cl::desc("checkpoint folder the module's weights "
-                                                "refer to"),
-                                       cl::value_desc("dir"), cl::Required);
+                                                "refer to (for a compiled folder: the one "
+                                                "--check reads, default: its source)"),
+                                       cl::value_desc("dir"));
+static cl::opt<std::string> device("device", cl::desc("where a compiled folder runs: cpu"),
+                                   cl::init("cpu"));
+static cl::opt<bool> check("check", cl::desc("also run the float64 reference evaluator and "
+                                             "print the relative error"));
+static cl::opt<double> tolerance("tolerance",
+                                 cl::desc("with --check: the largest relative error accepted"),
+                                 cl::init(1e-5));
+static cl::opt<unsigned> benchIterations("bench", cl::desc("time ITERS runs and print one line"),
+                                         cl::value_desc("ITERS"), cl::init(0));
 static cl::opt<int64_t> layerIndex("layer",
                                    cl::desc("decoder-layer index, as in the checkpoint's "
                                             "tensor names"),
@@ -119,40 +144,204 @@ static llvm::Error writeOutput(llvm::StringRef path, const reference::Evaluation
   return ::moe::SafetensorsWriter::writeFile(path, tensors);
 }
 
-int main(int argc, char **argv) {
-  llvm::InitLLVM init(argc, argv);
-  cl::ParseCommandLineOptions(argc, argv,
-                              "moe-run: evaluate an MoE layer of a moe dialect module with "
-                              "the float64 reference evaluator\n");
-
-  if (llvm::sys::fs::is_directory(modulePath))
-    return fail(modulePath + " is a folder; moe-run evaluates a .mlir module here");
-
+/// Parses the module at `path` and evaluates its layer `layerIndex` on `input` with the
+/// float64 reference evaluator, weights from `checkpointDir`. Errors are printed.
+static FailureOr<reference::Evaluation>
+evaluateModule(llvm::StringRef path, llvm::StringRef checkpointDir,
+               const reference::RefTensor &input) {
   DialectRegistry registry;
   registerAllDialects(registry);
   registry.insert<MoEDialect>();
   MLIRContext context(registry);
   llvm::SourceMgr sourceMgr;
   SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
-
-  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(modulePath, sourceMgr, &context);
+  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(path, sourceMgr, &context);
   if (!module)
-    return 1;
+    return failure();
   std::string available;
   func::FuncOp function = findLayer(*module, layerIndex, available);
   if (!function)
-    return fail(modulePath + ": no function for layer " + std::to_string(layerIndex) +
-                (available.empty() ? "" : " (layers: " + available + ")"));
-
-  auto checkpoint = ::moe::Checkpoint::open(weightsDir);
+    return fail(path + ": no function for layer " + std::to_string(layerIndex) +
+                (available.empty() ? "" : " (layers: " + available + ")")),
+           failure();
+  auto checkpoint = ::moe::Checkpoint::open(checkpointDir);
   if (!checkpoint)
-    return fail(llvm::toString(checkpoint.takeError()));
+    return fail(llvm::toString(checkpoint.takeError())), failure();
+  reference::WeightLoader weights(**checkpoint);
+  return reference::evaluate(function, input, weights);
+}
+
+/// The FLOPs and weight bytes of one call, from the manifest's accounting fields and the
+/// routing the call produced.
+struct CallCost {
+  double flops = 0, bytes = 0;
+  int64_t expertsHit = 0;
+};
+
+static CallCost callCost(const nlohmann::json &layer, int64_t tokens,
+                         llvm::ArrayRef<int32_t> ids) {
+  CallCost cost;
+  double H = layer.value("hidden_size", 0), E = layer.value("num_experts", 0);
+  double I = layer.value("expert_width", 0), Is = layer.value("shared_width", 0);
+  bool gated = layer.value("gated", true);
+  double firstWidth = gated ? 2 * I : I;
+  std::set<int32_t> hit;
+  int64_t assignments = 0;
+  for (int32_t id : ids)
+    if (id >= 0) {
+      hit.insert(id);
+      ++assignments;
+    }
+  cost.expertsHit = static_cast<int64_t>(hit.size());
+  cost.flops = 2.0 * tokens * E * H +                            // router
+               assignments * (2.0 * H * firstWidth + 2.0 * I * H) + // routed experts
+               tokens * (2.0 * H * 2 * Is + 2.0 * Is * H);           // shared expert
+  cost.bytes = double(layer.value("always_bytes", uint64_t(0))) +
+               double(hit.size()) * double(layer.value("expert_bytes", uint64_t(0)));
+  return cost;
+}
+
+/// --check: the float64 reference evaluator on the folder's final.mlir.
+static int checkAgainstReference(llvm::StringRef folder, const nlohmann::json &manifest,
+                                 const reference::RefTensor &input, llvm::ArrayRef<float> output,
+                                 llvm::ArrayRef<int32_t> ids, int64_t k) {
+  std::string irPath = (folder + "/" + manifest.value("ir", "final.mlir")).str();
+  std::string source = weightsDir.empty() ? manifest.value("source_checkpoint", "")
+                                          : std::string(weightsDir);
+  FailureOr<reference::Evaluation> expected = evaluateModule(irPath, source, input);
+  if (failed(expected))
+    return 1;
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < output.size(); ++i) {
+    double e = expected->output.data[i];
+    diff += (output[i] - e) * (output[i] - e);
+    norm += e * e;
+  }
+  double error = norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+  int64_t tokens = input.dim(0), agree = 0;
+  for (int64_t t = 0; t < tokens; ++t) {
+    std::multiset<int64_t> got, want;
+    for (int64_t j = 0; j < k; ++j) {
+      got.insert(ids[t * k + j]);
+      want.insert(static_cast<int64_t>(expected->routing->ids.data[t * k + j]));
+    }
+    agree += got == want;
+  }
+  bool ok = error <= tolerance && agree == tokens;
+  llvm::outs() << "check: rel_err=" << llvm::format("%.3e", error)
+               << " tolerance=" << llvm::format("%.1e", double(tolerance))
+               << " routing_agreement=" << agree << "/" << tokens << " "
+               << (ok ? "ok" : "FAILED") << "\n";
+  return ok ? 0 : 1;
+}
+
+static int runCompiled() {
+  if (device != "cpu")
+    return fail("--device " + device + ": this build runs compiled folders on the cpu");
+  moe_model *model = nullptr;
+  if (moe_model_open(modulePath.c_str(), &model) != MOE_OK)
+    return fail(moe_last_error());
+  auto close = llvm::make_scope_exit([&] { moe_model_close(model); });
+  int32_t count = 0;
+  moe_model_num_layers(model, &count);
+  std::optional<moe_layer_info> info;
+  std::string available;
+  for (int32_t i = 0; i < count; ++i) {
+    moe_layer_info candidate;
+    if (moe_model_layer_info(model, i, &candidate) != MOE_OK)
+      return fail(moe_last_error());
+    available += (available.empty() ? "" : ", ") + std::to_string(candidate.layer);
+    if (candidate.layer == layerIndex)
+      info = candidate;
+  }
+  if (!info)
+    return fail(modulePath + ": no compiled layer " + std::to_string(layerIndex) +
+                " (layers: " + available + ")");
   auto input = readInput(inputPath);
   if (!input)
     return fail(llvm::toString(input.takeError()));
+  int64_t tokens = input->dim(0), hidden = input->dim(1), k = info->top_k;
+  std::vector<float> x(input->data.begin(), input->data.end());
+  std::vector<float> output(tokens * hidden);
+  std::vector<int32_t> ids(tokens * k);
+  std::vector<float> weights(tokens * k);
+  auto run = [&] {
+    return moe_layer_run(model, layerIndex, x.data(), MOE_DTYPE_F32, tokens, hidden,
+                         output.data(), ids.data(), weights.data());
+  };
+  if (run() != MOE_OK)
+    return fail(moe_last_error());
 
-  reference::WeightLoader weights(**checkpoint);
-  FailureOr<reference::Evaluation> result = reference::evaluate(function, *input, weights);
+  reference::Evaluation result;
+  result.output = reference::RefTensor({tokens, hidden});
+  result.output.data.assign(output.begin(), output.end());
+  result.routing = reference::Routing{reference::RefTensor({tokens, k}),
+                                      reference::RefTensor({tokens, k})};
+  result.routing->ids.data.assign(ids.begin(), ids.end());
+  result.routing->weights.data.assign(weights.begin(), weights.end());
+  if (llvm::Error error = writeOutput(outputPath, result))
+    return fail(llvm::toString(std::move(error)));
+
+  auto manifestBuffer = llvm::MemoryBuffer::getFile(modulePath + "/manifest.json");
+  nlohmann::json manifest = manifestBuffer ? nlohmann::json::parse(
+                                                 (*manifestBuffer)->getBuffer().begin(),
+                                                 (*manifestBuffer)->getBuffer().end(), nullptr,
+                                                 /*allow_exceptions=*/false)
+                                           : nlohmann::json();
+  nlohmann::json layer;
+  if (manifest.is_object() && manifest["layers"].is_array())
+    for (const nlohmann::json &entry : manifest["layers"])
+      if (entry.value("layer", -1) == layerIndex)
+        layer = entry;
+
+  if (check) {
+    if (int status = checkAgainstReference(modulePath, manifest, *input, output, ids, k))
+      return status;
+  }
+  if (benchIterations) {
+    run(); // warm up
+    std::vector<double> times;
+    for (unsigned i = 0; i < benchIterations; ++i) {
+      auto start = std::chrono::steady_clock::now();
+      run();
+      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+                          .count());
+    }
+    std::sort(times.begin(), times.end());
+    double median = times[times.size() / 2];
+    CallCost cost = layer.is_object() ? callCost(layer, tokens, ids) : CallCost();
+    llvm::outs() << "layer=" << layerIndex << " tokens=" << tokens
+                 << " median_us=" << llvm::format("%.1f", median * 1e6)
+                 << " tokens_per_s=" << llvm::format("%.0f", tokens / median)
+                 << " gflops=" << llvm::format("%.2f", cost.flops / median / 1e9)
+                 << " weights_gbps=" << llvm::format("%.2f", cost.bytes / median / 1e9)
+                 << " experts_hit=" << cost.expertsHit << " iterations=" << benchIterations
+                 << "\n";
+  }
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  llvm::InitLLVM init(argc, argv);
+  cl::ParseCommandLineOptions(argc, argv,
+                              "moe-run: run an MoE layer of a compiled folder (moe-compile) or "
+                              "evaluate one of a moe dialect module with the float64 reference "
+                              "evaluator\n");
+
+  if (llvm::sys::fs::is_directory(modulePath))
+    return runCompiled();
+  if (weightsDir.empty())
+    return fail("a .mlir module needs --weights-dir (the checkpoint its weights name)");
+  if (check || benchIterations)
+    return fail("--check and --bench run a compiled folder (moe-compile -o OUT); " +
+                modulePath + " is a module, which moe-run evaluates with the reference "
+                             "evaluator itself");
+  if (device != "cpu")
+    return fail("--device applies to compiled folders");
+  auto input = readInput(inputPath);
+  if (!input)
+    return fail(llvm::toString(input.takeError()));
+  FailureOr<reference::Evaluation> result = evaluateModule(modulePath, weightsDir, *input);
   if (failed(result))
     return 1;
   if (llvm::Error error = writeOutput(outputPath, *result))
