@@ -22,6 +22,7 @@ config.substitutions.append(("%examples", os.path.join(config.moec_src_root, "ex
 config.substitutions.append(("%golden", os.path.join(config.test_source_root, "golden")))
 utils = os.path.join(config.test_source_root, "utils")
 config.substitutions.append(("%compare", "python3 " + os.path.join(utils, "compare_safetensors.py")))
+config.substitutions.append(("%make_checkpoint", "python3 " + os.path.join(utils, "make_checkpoint.py")))
 config.substitutions.append(("%make_input", "python3 " + os.path.join(utils, "make_input.py")))
 config.substitutions.append(("%mutate", "python3 " + os.path.join(utils, "mutate_checkpoint.py")))
 
@@ -39,4 +40,5 @@ llvm_config.use_default_substitutions()
 tool_dirs = [config.moec_tools_dir, config.llvm_tools_dir]
 # Debian's lit does not substitute `not` by default; take it from the LLVM tools.
 llvm_config.add_tool_substitutions(["not"], [config.llvm_tools_dir])
-llvm_config.add_tool_substitutions(["moe-opt", "moe-translate", "moe-run"], tool_dirs)
+llvm_config.add_tool_substitutions(["moe-opt", "moe-translate", "moe-run", "moe-compile"],
+                                   tool_dirs)
