@@ -245,7 +245,10 @@ int main(int argc, char **argv) {
     return fail(llvm::toString(checkpoint.takeError()));
 
   // Build beside OUT, then move into place.
+  // Absolute, so the temporary folder lands beside OUT (LLVM puts relative unique names
+  // under the system temporary folder) and the final rename stays on one file system.
   SmallString<256> output(outputPath);
+  llvm::sys::fs::make_absolute(output);
   llvm::sys::path::remove_dots(output, /*remove_dot_dot=*/true);
   SmallString<256> parent = llvm::sys::path::parent_path(output);
   if (parent.empty())
