@@ -6,6 +6,8 @@
 #include "llvm/ADT/APFloat.h"
 #include "llvm/ADT/TypeSwitch.h"
 
+#include <algorithm>
+
 #include <cmath>
 
 using namespace mlir;
@@ -29,6 +31,42 @@ double reference::roundToType(Type type, double value) {
     return rounded.convertToDouble();
   }
   return value;
+}
+
+RefTensor reference::concat(llvm::ArrayRef<const RefTensor *> parts, int64_t dim) {
+  SmallVector<int64_t> shape(parts[0]->shape.begin(), parts[0]->shape.end());
+  shape[dim] = 0;
+  for (const RefTensor *part : parts)
+    shape[dim] += part->dim(dim);
+  RefTensor result(shape);
+  // Outer = product of dims before `dim`; each part contributes a contiguous chunk per outer.
+  int64_t outer = 1, inner = 1;
+  for (int64_t d = 0; d < dim; ++d)
+    outer *= shape[d];
+  for (int64_t d = dim + 1; d < int64_t(shape.size()); ++d)
+    inner *= shape[d];
+  double *out = result.data.data();
+  for (int64_t o = 0; o < outer; ++o)
+    for (const RefTensor *part : parts) {
+      int64_t chunk = part->dim(dim) * inner;
+      out = std::copy_n(part->data.data() + o * chunk, chunk, out);
+    }
+  return result;
+}
+
+RefTensor reference::fromElements(DenseElementsAttr elements) {
+  auto type = cast<ShapedType>(elements.getType());
+  RefTensor result(type.getShape());
+  if (isa<FloatType>(type.getElementType())) {
+    auto values = elements.getValues<llvm::APFloat>();
+    for (int64_t i = 0; i < result.numel(); ++i)
+      result.data[i] = values[i].convertToDouble();
+  } else {
+    auto values = elements.getValues<llvm::APInt>();
+    for (int64_t i = 0; i < result.numel(); ++i)
+      result.data[i] = double(values[i].getSExtValue());
+  }
+  return result;
 }
 
 namespace {

@@ -5,6 +5,9 @@
 #include "lib/Support/DType.h"
 #include "lib/Support/FloatFormats.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+
 #include "llvm/ADT/TypeSwitch.h"
 
 using namespace mlir;
@@ -232,6 +235,23 @@ LogicalResult Interpreter::run(Operation *op) {
         return success();
       })
       .Case([&](LayerOp layer) { return evaluateLayer(layer); })
+      // The two upstream ops moe passes introduce on weights: moe-fuse-gate-up's concat
+      // and the zero bias it may need.
+      .Case([&](tensor::ConcatOp concatOp) -> LogicalResult {
+        SmallVector<const RefTensor *> parts;
+        for (Value input : concatOp.getInputs())
+          parts.push_back(&get(input));
+        bind(concatOp.getResult(), concat(parts, concatOp.getDim()));
+        return success();
+      })
+      .Case([&](arith::ConstantOp constant) -> LogicalResult {
+        auto elements = dyn_cast<DenseElementsAttr>(constant.getValue());
+        if (!elements)
+          return constant.emitOpError() << "is not a dense tensor constant; the reference "
+                                           "evaluator reads only those";
+        bind(constant.getResult(), fromElements(elements));
+        return success();
+      })
       .Case([&](func::ReturnOp) { return success(); })
       .Default([&](Operation *other) -> LogicalResult {
         return other->emitOpError() << "is not supported by the reference evaluator";

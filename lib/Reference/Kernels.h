@@ -65,6 +65,12 @@ FailureOr<RefTensor> dequantize(EmitErrorFn emitError, WeightEncodingAttrInterfa
                                 llvm::ArrayRef<const RefTensor *> storage,
                                 RankedTensorType resultType);
 
+/// tensor.concat of `parts` along `dim`.
+RefTensor concat(llvm::ArrayRef<const RefTensor *> parts, int64_t dim);
+
+/// The values of a dense elements attribute (a constant tensor), as doubles.
+RefTensor fromElements(DenseElementsAttr elements);
+
 /// `value` rounded to the floating-point `type` (bf16, f16, f32; f64 unchanged), through
 /// f32 as a kernel computing in f32 would.
 double roundToType(Type type, double value);

@@ -97,6 +97,7 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
   PassManager pm(context);
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createMoEDecompose());
+  pm.addPass(createMoEFuseGateUp());
   pm.addPass(createCanonicalizerPass());
   pm.addPass(createCSEPass());
   if (failed(pm.run(module)))

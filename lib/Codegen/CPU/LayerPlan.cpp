@@ -2,6 +2,9 @@
 
 #include "lib/Codegen/CPU/LayerPlan.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+
 using namespace mlir;
 using namespace mlir::moe;
 using namespace mlir::moe::cpu;
@@ -62,7 +65,8 @@ FailureOr<LayerPlan> cpu::buildLayerPlan(func::FuncOp function) {
       result = once(combine, c);
     else if (isa<LayerOp>(op))
       return op.emitOpError() << "must be decomposed (moe-decompose) before CPU code generation";
-    else if (!isa<WeightOp, DequantizeOp, func::ReturnOp>(op))
+    else if (!isa<WeightOp, DequantizeOp, tensor::ConcatOp, arith::ConstantOp, func::ReturnOp>(
+                 op))
       return op.emitOpError() << "is not supported by the CPU code generator";
     if (failed(result))
       return failure();

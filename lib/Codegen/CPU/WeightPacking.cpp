@@ -6,6 +6,9 @@
 #include "lib/Support/DType.h"
 #include "lib/Support/FloatFormats.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+
 #include "llvm/Support/SHA256.h"
 
 #include <cstdio>
@@ -44,8 +47,40 @@ public:
       return reference::dequantize([&] { return dequant.emitOpError(); },
                                    dequant.getEncoding(), pointers, type);
     }
+    if (auto concatOp = value.getDefiningOp<tensor::ConcatOp>()) {
+      // An expert's slice of a concatenation along a later dimension is the concatenation
+      // of the parts' slices.
+      int64_t dim = concatOp.getDim();
+      if (expert >= 0 && dim == 0)
+        return concatOp.emitOpError() << "concatenates experts; the CPU code generator "
+                                         "needs them stacked by moe.weight";
+      SmallVector<RefTensor> parts;
+      for (Value input : concatOp.getInputs()) {
+        FailureOr<RefTensor> part = get(input, expert);
+        if (failed(part))
+          return failure();
+        parts.push_back(std::move(*part));
+      }
+      SmallVector<const RefTensor *> pointers;
+      for (RefTensor &part : parts)
+        pointers.push_back(&part);
+      return reference::concat(pointers, expert >= 0 ? dim - 1 : dim);
+    }
+    if (auto constant = value.getDefiningOp<arith::ConstantOp>()) {
+      auto elements = dyn_cast<DenseElementsAttr>(constant.getValue());
+      if (!elements)
+        return constant.emitOpError() << "is not a dense tensor constant";
+      RefTensor whole = reference::fromElements(elements);
+      if (expert < 0)
+        return whole;
+      int64_t per = whole.numel() / whole.dim(0);
+      RefTensor slice(ArrayRef<int64_t>(whole.shape).drop_front());
+      std::copy_n(whole.data.data() + expert * per, per, slice.data.data());
+      return slice;
+    }
     return emitError(value.getLoc()) << "the CPU code generator reads weights only from "
-                                        "moe.weight and moe.dequantize";
+                                        "moe.weight, moe.dequantize, tensor.concat and "
+                                        "constants";
   }
 
 private:
