@@ -357,3 +357,23 @@ TEST_F(CpuTargetTest, TargetCpuReachesVectorizer) {
 }
 
 } // namespace
+
+namespace {
+TEST(CpuFeatures, FollowTheCpuName) {
+#if defined(__x86_64__)
+  auto zen4 = mlir::moe::parseCpuTarget("cpu:znver4");
+  auto haswellLike = mlir::moe::parseCpuTarget("cpu:x86-64-v3");
+  ASSERT_TRUE(bool(zen4) && bool(haswellLike));
+  EXPECT_TRUE(*mlir::moe::cpuHasFeature(*zen4, "avx512f"));
+  EXPECT_FALSE(*mlir::moe::cpuHasFeature(*haswellLike, "avx512f"));
+  EXPECT_TRUE(*mlir::moe::cpuHasFeature(*haswellLike, "fma"));
+  // Explicit features override the CPU's defaults.
+  mlir::moe::CpuTarget without = *zen4;
+  without.features = "-avx512f";
+  EXPECT_FALSE(*mlir::moe::cpuHasFeature(without, "avx512f"));
+  EXPECT_EQ(mlir::moe::requiredCpuFeatures(*haswellLike), "+sse4.2,+avx,+avx2,+fma,+f16c");
+#else
+  GTEST_SKIP() << "x86-specific";
+#endif
+}
+} // namespace

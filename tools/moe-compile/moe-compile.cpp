@@ -114,7 +114,11 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
     return module.emitError() << "has no layer function to compile";
 
   cpu::KernelShape shape;
-  shape.panelWidth = llvm::StringRef(target.features).contains("+avx512f") ? 64 : 32;
+  // 64-column panels fill four AVX-512 registers a row; 32 fill four AVX2 ones.
+  llvm::Expected<bool> avx512 = cpuHasFeature(target, "avx512f");
+  if (!avx512)
+    return module.emitError() << llvm::toString(avx512.takeError());
+  shape.panelWidth = *avx512 ? 64 : 32;
   cpu::WeightPacker packer(checkpoint, shape.panelWidth);
   std::vector<cpu::PackedLayer> packed;
   for (const cpu::LayerPlan &plan : plans) {
@@ -167,7 +171,7 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
   manifest["source_checkpoint"] = std::string(source);
   manifest["target"] = "cpu";
   manifest["cpu"] = target.cpu;
-  manifest["cpu_features"] = target.features;
+  manifest["cpu_features"] = requiredCpuFeatures(target);
   manifest["library"] = "libmoe_model.so";
   manifest["header"] = "moe_model.h";
   manifest["weights"] = "weights.safetensors";

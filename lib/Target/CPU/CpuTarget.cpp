@@ -499,3 +499,41 @@ llvm::Error mlir::moe::linkSharedLibrary(llvm::ArrayRef<std::string> objects,
   }
   return llvm::Error::success();
 }
+
+llvm::Expected<bool> mlir::moe::cpuHasFeature(const CpuTarget &target,
+                                              llvm::StringRef feature) {
+  // Explicit features win; otherwise the CPU name's defaults decide.
+  llvm::SmallVector<llvm::StringRef> explicitFeatures;
+  llvm::StringRef(target.features).split(explicitFeatures, ',', -1, false);
+  for (llvm::StringRef entry : llvm::reverse(explicitFeatures))
+    if (entry.drop_front() == feature)
+      return entry.front() == '+';
+  llvm::Triple triple(target.triple);
+  llvm::Expected<const llvm::Target *> llvmTarget = lookupTarget(triple);
+  if (!llvmTarget)
+    return llvmTarget.takeError();
+  std::unique_ptr<llvm::MCSubtargetInfo> info(
+      (*llvmTarget)->createMCSubtargetInfo(triple, target.cpu, target.features));
+  if (!info)
+    return llvm::createStringError("cannot describe CPU '%s'", target.cpu.c_str());
+  return info->checkFeatures(("+" + feature).str());
+}
+
+std::string mlir::moe::requiredCpuFeatures(const CpuTarget &target) {
+  // The instruction-set extensions generated code may use, as "+name,..." for the runtime
+  // to check before it runs the library.
+  static const char *const kChecked[] = {"sse4.2",   "avx",      "avx2",     "fma",
+                                         "f16c",     "avx512f",  "avx512bw", "avx512vl",
+                                         "avx512dq", "avx512bf16"};
+  std::string result;
+  for (const char *feature : kChecked) {
+    llvm::Expected<bool> present = cpuHasFeature(target, feature);
+    if (!present) {
+      llvm::consumeError(present.takeError());
+      continue;
+    }
+    if (*present)
+      result += (result.empty() ? "+" : ",+") + std::string(feature);
+  }
+  return result;
+}
