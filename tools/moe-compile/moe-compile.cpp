@@ -201,6 +201,11 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
                       {"hidden_size", plan.hidden},
                       {"num_experts", plan.numExperts},
                       {"top_k", plan.topK},
+                      // The runtime accepts F32 or BF16 hidden states; outputs are F32.
+                      {"input_dtypes", {"F32", "BF16"}},
+                      {"output_dtype", "F32"},
+                      {"weight_dtype", std::string(::moe::getSafetensorsName(
+                                           experts.w1->dtype))},
                       {"expert_width", plan.experts.width},
                       {"gated", experts.gated},
                       {"shared_width", sharedWidth},
