@@ -17,14 +17,17 @@ using namespace mlir::moe;
 namespace {
 
 /// The fused [.., 2I, ..] tensor: gate rows first, then up (dimension `dim`).
-Value concatHalves(RewriterBase &rewriter, Location loc, Value gate, Value up, int64_t dim) {
-  return tensor::ConcatOp::create(rewriter, loc, dim, ValueRange{gate, up}).getResult();
+Value concatHalves(RewriterBase &rewriter, Location loc, Value gate, Value up,
+                   int64_t dim) {
+  return tensor::ConcatOp::create(rewriter, loc, dim, ValueRange{gate, up})
+      .getResult();
 }
 
 /// A zero tensor shaped like `like` (the missing half of a bias pair).
 Value zerosLike(RewriterBase &rewriter, Location loc, Value like) {
   auto type = cast<RankedTensorType>(like.getType());
-  auto zero = DenseElementsAttr::get(type, rewriter.getFloatAttr(type.getElementType(), 0.0));
+  auto zero = DenseElementsAttr::get(
+      type, rewriter.getFloatAttr(type.getElementType(), 0.0));
   return arith::ConstantOp::create(rewriter, loc, type, zero).getResult();
 }
 
@@ -33,19 +36,21 @@ struct Fused {
   FfnAttr ffn;
 };
 
-/// The fused weight and bias of one feed-forward (`batch` leading expert dimensions), or
-/// nothing when it is not separate-gated.
-std::optional<Fused> fuse(RewriterBase &rewriter, Location loc, FfnAttr ffn, Value gate,
-                          Value up, Value gateBias, Value upBias, int64_t batch) {
+/// The fused weight and bias of one feed-forward (`batch` leading expert
+/// dimensions), or nothing when it is not separate-gated.
+std::optional<Fused> fuse(RewriterBase &rewriter, Location loc, FfnAttr ffn,
+                          Value gate, Value up, Value gateBias, Value upBias,
+                          int64_t batch) {
   if (ffn.getGlu() != GluLayout::Separate || !gate)
     return std::nullopt;
   Fused fused;
   fused.up = concatHalves(rewriter, loc, gate, up, batch);
   if (gateBias || upBias)
-    fused.upBias = concatHalves(rewriter, loc, gateBias ? gateBias : zerosLike(rewriter, loc, upBias),
-                                upBias ? upBias : zerosLike(rewriter, loc, gateBias), batch);
-  fused.ffn = FfnAttr::get(ffn.getContext(), ffn.getActivation(), GluLayout::Halves,
-                           ffn.getAlpha(), ffn.getLimit());
+    fused.upBias = concatHalves(
+        rewriter, loc, gateBias ? gateBias : zerosLike(rewriter, loc, upBias),
+        upBias ? upBias : zerosLike(rewriter, loc, gateBias), batch);
+  fused.ffn = FfnAttr::get(ffn.getContext(), ffn.getActivation(),
+                           GluLayout::Halves, ffn.getAlpha(), ffn.getLimit());
   return fused;
 }
 
@@ -57,8 +62,9 @@ struct MoEFuseGateUpPass : moe::impl::MoEFuseGateUpBase<MoEFuseGateUpPass> {
       Location loc = op->getLoc();
       if (auto experts = dyn_cast<ExpertsOp>(op)) {
         std::optional<Fused> f =
-            fuse(rewriter, loc, experts.getFfn(), experts.getGateProj(), experts.getUpProj(),
-                 experts.getGateBias(), experts.getUpBias(), /*batch=*/1);
+            fuse(rewriter, loc, experts.getFfn(), experts.getGateProj(),
+                 experts.getUpProj(), experts.getGateBias(),
+                 experts.getUpBias(), /*batch=*/1);
         if (!f)
           return;
         rewriter.modifyOpInPlace(experts, [&] {
@@ -70,8 +76,9 @@ struct MoEFuseGateUpPass : moe::impl::MoEFuseGateUpBase<MoEFuseGateUpPass> {
           experts.setFfnAttr(f->ffn);
         });
       } else if (auto shared = dyn_cast<SharedExpertOp>(op)) {
-        std::optional<Fused> f = fuse(rewriter, loc, shared.getFfn(), shared.getGateProj(),
-                                      shared.getUpProj(), {}, {}, /*batch=*/0);
+        std::optional<Fused> f =
+            fuse(rewriter, loc, shared.getFfn(), shared.getGateProj(),
+                 shared.getUpProj(), {}, {}, /*batch=*/0);
         if (!f)
           return;
         rewriter.modifyOpInPlace(shared, [&] {
@@ -81,12 +88,14 @@ struct MoEFuseGateUpPass : moe::impl::MoEFuseGateUpBase<MoEFuseGateUpPass> {
         });
       } else if (auto layer = dyn_cast<LayerOp>(op)) {
         std::optional<Fused> routed =
-            fuse(rewriter, loc, layer.getFfn(), layer.getGateProj(), layer.getUpProj(),
-                 layer.getGateBias(), layer.getUpBias(), /*batch=*/1);
+            fuse(rewriter, loc, layer.getFfn(), layer.getGateProj(),
+                 layer.getUpProj(), layer.getGateBias(), layer.getUpBias(),
+                 /*batch=*/1);
         std::optional<Fused> shared;
         if (layer.getSharedFfn())
-          shared = fuse(rewriter, loc, *layer.getSharedFfn(), layer.getSharedGateProj(),
-                        layer.getSharedUpProj(), {}, {}, /*batch=*/0);
+          shared = fuse(rewriter, loc, *layer.getSharedFfn(),
+                        layer.getSharedGateProj(), layer.getSharedUpProj(), {},
+                        {}, /*batch=*/0);
         if (!routed && !shared)
           return;
         rewriter.modifyOpInPlace(layer, [&] {

@@ -9,14 +9,14 @@
 using namespace mlir;
 
 void mlir::moe::registerMoEPipelines() {
-  PassPipelineRegistration<>(
-      "moe-explicit",
-      "canonicalize moe.layer ops, decompose them into route / dispatch / experts / combine, "
-      "and clean up (canonicalize, cse)",
-      [](OpPassManager &pm) {
-        pm.addPass(createCanonicalizerPass());
-        pm.addPass(moe::createMoEDecompose());
-        pm.addPass(createCanonicalizerPass());
-        pm.addPass(createCSEPass());
-      });
+  PassPipelineRegistration<>("moe-explicit",
+                             "canonicalize moe.layer ops, decompose them into "
+                             "route / dispatch / experts / combine, "
+                             "and clean up (canonicalize, cse)",
+                             [](OpPassManager &pm) {
+                               pm.addPass(createCanonicalizerPass());
+                               pm.addPass(moe::createMoEDecompose());
+                               pm.addPass(createCanonicalizerPass());
+                               pm.addPass(createCSEPass());
+                             });
 }

@@ -7,9 +7,9 @@ namespace {
 
 #if defined(__x86_64__) || defined(__i386__)
 /// Whether the host has LLVM feature `name`; true for names not in the table.
-/// __builtin_cpu_supports wants a literal, hence the macro. (No __builtin_cpu_init: the
-/// compiler runtime's constructor has run by the time anyone opens a model, and calling it
-/// from several threads would race.)
+/// __builtin_cpu_supports wants a literal, hence the macro. (No
+/// __builtin_cpu_init: the compiler runtime's constructor has run by the time
+/// anyone opens a model, and calling it from several threads would race.)
 bool hostHas(std::string_view name) {
 #define MOE_FEATURE(str)                                                       \
   if (name == str)                                                             \

@@ -1,4 +1,5 @@
-//===- HostCpu.h - does this machine have a library's CPU features --*- C++ -*-===//
+//===- HostCpu.h - does this machine have a library's CPU features --*- C++
+//-*-===//
 
 #ifndef MOEC_RUNTIME_HOSTCPU_H
 #define MOEC_RUNTIME_HOSTCPU_H
@@ -8,11 +9,12 @@
 
 namespace moe::runtime {
 
-/// The first feature that `features` (an LLVM feature string as in manifest.json's
-/// "cpu_features": "+avx2,+fma,-avx512f,...") requires and this machine lacks, or "" if
-/// there is none. Only features the runtime knows how to test are checked: code compiled
-/// for x86-64 features this machine lacks would die of SIGILL instead of failing cleanly.
-/// Features of other architectures, and ones it cannot test, are taken as present.
+/// The first feature that `features` (an LLVM feature string as in
+/// manifest.json's "cpu_features": "+avx2,+fma,-avx512f,...") requires and this
+/// machine lacks, or "" if there is none. Only features the runtime knows how
+/// to test are checked: code compiled for x86-64 features this machine lacks
+/// would die of SIGILL instead of failing cleanly. Features of other
+/// architectures, and ones it cannot test, are taken as present.
 std::string findMissingCpuFeature(std::string_view features);
 
 } // namespace moe::runtime

@@ -1,20 +1,25 @@
 //===- Runtime.cpp - the C API of moe/runtime.h ---------------------------===//
 //
-// Opens a folder written by moe-compile (runtime/FORMAT.md) and runs its layers. Built as
-// libmoe_runtime.so, which links neither LLVM nor MLIR: the safetensors rules come from
-// lib/Weights/SafetensorsFormat.cpp, compiled into this library.
+// Opens a folder written by moe-compile (runtime/FORMAT.md) and runs its
+// layers. Built as libmoe_runtime.so, which links neither LLVM nor MLIR: the
+// safetensors rules come from lib/Weights/SafetensorsFormat.cpp, compiled into
+// this library.
 //
 // Conventions:
-// - No exception crosses the C boundary: every API function runs its body under guarded(),
+// - No exception crosses the C boundary: every API function runs its body under
+// guarded(),
 //   which turns std::bad_alloc into MOE_ERROR_OUT_OF_MEMORY.
-// - Every failure sets the calling thread's message (moe_last_error) naming the file, layer
+// - Every failure sets the calling thread's message (moe_last_error) naming the
+// file, layer
 //   or argument at fault. Successes leave the message alone, as errno does.
-// - A model is immutable once opened, so moe_layer_run touches no shared mutable state.
+// - A model is immutable once opened, so moe_layer_run touches no shared
+// mutable state.
 //
 //===----------------------------------------------------------------------===//
 
-// The API functions are the only symbols the library exports (the rest of it is built with
-// -fvisibility=hidden, and exports.map hides whatever else the linker would export).
+// The API functions are the only symbols the library exports (the rest of it is
+// built with -fvisibility=hidden, and exports.map hides whatever else the
+// linker would export).
 #pragma GCC visibility push(default)
 #include "moe/runtime.h"
 #pragma GCC visibility pop
@@ -53,7 +58,8 @@ using EntryFn = void (*)(const float *hidden, int64_t tokens, float *output,
 constexpr const char *kManifestName = "manifest.json";
 constexpr const char *kHashSymbol = "moe_weights_hash";
 constexpr const char *kHashMetadataKey = "moec_weights_hash";
-/// manifest.json is small; this only keeps a hostile one from exhausting memory.
+/// manifest.json is small; this only keeps a hostile one from exhausting
+/// memory.
 constexpr uint64_t kMaxManifestBytes = 16 << 20;
 
 //===----------------------------------------------------------------------===//
@@ -77,16 +83,19 @@ moe_status guarded(const char *function, Body &&body) noexcept {
     return body();
   } catch (const std::bad_alloc &) {
     try {
-      return fail(MOE_ERROR_OUT_OF_MEMORY, std::string(function) + ": out of memory");
+      return fail(MOE_ERROR_OUT_OF_MEMORY,
+                  std::string(function) + ": out of memory");
     } catch (...) {
       lastErrorFallback = "out of memory";
       return MOE_ERROR_OUT_OF_MEMORY;
     }
   } catch (...) {
-    // Nothing below throws anything but bad_alloc (JSON is parsed without exceptions and
-    // every value is type-checked before use); this is a last line of defence.
+    // Nothing below throws anything but bad_alloc (JSON is parsed without
+    // exceptions and every value is type-checked before use); this is a last
+    // line of defence.
     try {
-      return fail(MOE_ERROR_FORMAT, std::string(function) + ": unexpected internal error");
+      return fail(MOE_ERROR_FORMAT,
+                  std::string(function) + ": unexpected internal error");
     } catch (...) {
       lastErrorFallback = "unexpected internal error";
       return MOE_ERROR_FORMAT;
@@ -94,7 +103,8 @@ moe_status guarded(const char *function, Body &&body) noexcept {
   }
 }
 
-/// strerror_r exists in a GNU and an XSI flavour; these pick the message from either.
+/// strerror_r exists in a GNU and an XSI flavour; these pick the message from
+/// either.
 [[maybe_unused]] const char *strerrorResult(int rc, const char *buffer) {
   return rc == 0 ? buffer : "unknown error";
 }
@@ -125,9 +135,11 @@ struct FileDescriptor {
   }
 };
 
-/// Opens `path` for reading and checks that it is a regular file (a FIFO or device would
-/// block or never end). On failure sets the error and returns a status.
-moe_status openRegularFile(const std::string &path, FileDescriptor &file, uint64_t &size) {
+/// Opens `path` for reading and checks that it is a regular file (a FIFO or
+/// device would block or never end). On failure sets the error and returns a
+/// status.
+moe_status openRegularFile(const std::string &path, FileDescriptor &file,
+                           uint64_t &size) {
   file.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (file.fd < 0) {
     int error = errno;
@@ -171,14 +183,14 @@ bool isCIdentifier(const std::string &text) {
   if (text.empty() || (text[0] >= '0' && text[0] <= '9'))
     return false;
   for (char c : text)
-    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-          c == '_'))
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+          (c >= '0' && c <= '9') || c == '_'))
       return false;
   return true;
 }
 
-/// Checks manifest.json (already parsed into `root`) field by field. `path` names it in
-/// messages.
+/// Checks manifest.json (already parsed into `root`) field by field. `path`
+/// names it in messages.
 class ManifestChecker {
 public:
   explicit ManifestChecker(const std::string &path) : path(path) {}
@@ -192,7 +204,8 @@ public:
     if (moe_status status = getString(root, "", "format", true, format))
       return status;
     if (*format != "moec-compiled")
-      return error("\"format\" is " + quote(*format) + ", expected 'moec-compiled'");
+      return error("\"format\" is " + quote(*format) +
+                   ", expected 'moec-compiled'");
     auto version = root.find("format_version");
     if (version == root.end())
       return error("missing \"format_version\"");
@@ -200,17 +213,17 @@ public:
     if (!versionNumber)
       return error("\"format_version\" is not an integer");
     if (*versionNumber != 1)
-      return fail(MOE_ERROR_UNSUPPORTED,
-                  path + ": \"format_version\" is " + std::to_string(*versionNumber) +
-                      "; this runtime reads version 1");
+      return fail(MOE_ERROR_UNSUPPORTED, path + ": \"format_version\" is " +
+                                             std::to_string(*versionNumber) +
+                                             "; this runtime reads version 1");
 
     const std::string *target = nullptr;
     if (moe_status status = getString(root, "", "target", true, target))
       return status;
     if (*target != "cpu")
-      return fail(MOE_ERROR_UNSUPPORTED,
-                  path + ": target " + quote(*target) + " is not supported; this runtime "
-                  "runs 'cpu' only");
+      return fail(MOE_ERROR_UNSUPPORTED, path + ": target " + quote(*target) +
+                                             " is not supported; this runtime "
+                                             "runs 'cpu' only");
 
     // Descriptive fields: optional, but typed when present.
     for (const char *name : {"compiler", "model_type", "cpu", "cpu_features"}) {
@@ -220,7 +233,8 @@ public:
     }
     // The files. header and ir are for people, but must still be plain names.
     for (const char *name : {"library", "weights", "header", "ir"}) {
-      bool required = std::strcmp(name, "library") == 0 || std::strcmp(name, "weights") == 0;
+      bool required = std::strcmp(name, "library") == 0 ||
+                      std::strcmp(name, "weights") == 0;
       const std::string *value = nullptr;
       if (moe_status status = getString(root, "", name, required, value))
         return status;
@@ -249,8 +263,8 @@ public:
     std::set<int32_t> seen;
     for (size_t i = 0; i < layers->size(); ++i) {
       LayerEntry layer;
-      if (moe_status status = checkLayer((*layers)[i], "layers[" + std::to_string(i) + "]",
-                                         layer))
+      if (moe_status status = checkLayer(
+              (*layers)[i], "layers[" + std::to_string(i) + "]", layer))
         return status;
       if (!seen.insert(layer.info.layer).second)
         return error("layers[" + std::to_string(i) + "]: layer " +
@@ -269,14 +283,16 @@ private:
     return (where.empty() ? "" : where + ": ") + "\"" + name + "\"";
   }
 
-  /// `object[name]` as a string; nullptr (and MOE_OK) if absent and not `required`.
-  moe_status getString(const json &object, const std::string &where, const char *name,
-                       bool required, const std::string *&value) {
+  /// `object[name]` as a string; nullptr (and MOE_OK) if absent and not
+  /// `required`.
+  moe_status getString(const json &object, const std::string &where,
+                       const char *name, bool required,
+                       const std::string *&value) {
     value = nullptr;
     auto it = object.find(name);
     if (it == object.end())
-      return required ? error((where.empty() ? "" : where + ": ") + "missing \"" + name +
-                              "\"")
+      return required ? error((where.empty() ? "" : where + ": ") +
+                              "missing \"" + name + "\"")
                       : MOE_OK;
     value = it->get_ptr<const std::string *>();
     if (!value)
@@ -285,8 +301,9 @@ private:
   }
 
   /// `object[name]` as an integer in [min, max].
-  moe_status getInteger(const json &object, const std::string &where, const char *name,
-                        int64_t min, int64_t max, int64_t &value) {
+  moe_status getInteger(const json &object, const std::string &where,
+                        const char *name, int64_t min, int64_t max,
+                        int64_t &value) {
     auto it = object.find(name);
     if (it == object.end())
       return error(where + ": missing \"" + name + "\"");
@@ -301,23 +318,28 @@ private:
     return MOE_OK;
   }
 
-  moe_status checkLayer(const json &entry, const std::string &where, LayerEntry &layer) {
+  moe_status checkLayer(const json &entry, const std::string &where,
+                        LayerEntry &layer) {
     if (!entry.is_object())
       return error(where + ": not a JSON object");
     constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
     int64_t index = 0, hidden = 0, experts = 0, topK = 0;
-    if (moe_status status = getInteger(entry, where, "layer", 0, kInt32Max, index))
+    if (moe_status status =
+            getInteger(entry, where, "layer", 0, kInt32Max, index))
       return status;
     std::string named = where + " (layer " + std::to_string(index) + ")";
     const std::string *symbol = nullptr;
     if (moe_status status = getString(entry, named, "entry", true, symbol))
       return status;
     if (!isCIdentifier(*symbol))
-      return error(named + ": \"entry\" is " + quote(*symbol) + ", not a C identifier");
-    if (moe_status status = getInteger(entry, named, "hidden_size", 1,
-                                       std::numeric_limits<int64_t>::max(), hidden))
+      return error(named + ": \"entry\" is " + quote(*symbol) +
+                   ", not a C identifier");
+    if (moe_status status =
+            getInteger(entry, named, "hidden_size", 1,
+                       std::numeric_limits<int64_t>::max(), hidden))
       return status;
-    if (moe_status status = getInteger(entry, named, "num_experts", 1, kInt32Max, experts))
+    if (moe_status status =
+            getInteger(entry, named, "num_experts", 1, kInt32Max, experts))
       return status;
     if (moe_status status = getInteger(entry, named, "top_k", 1, experts, topK))
       return status;
@@ -369,14 +391,15 @@ moe_status readManifest(const std::string &folder, Manifest &manifest,
     std::string where;
     for (const std::string &key : duplicate->path)
       where += "\"" + key + "\": ";
-    return fail(MOE_ERROR_FORMAT, path + ": " + where + "duplicate key '" + duplicate->key +
-                                      "'");
+    return fail(MOE_ERROR_FORMAT,
+                path + ": " + where + "duplicate key '" + duplicate->key + "'");
   }
   if (moe_status status = ManifestChecker(path).check(root, manifest))
     return status;
   auto features = root.find("cpu_features");
   if (features != root.end())
-    cpuFeatures = *features->get_ptr<const std::string *>(); // checked to be a string
+    cpuFeatures =
+        *features->get_ptr<const std::string *>(); // checked to be a string
   return MOE_OK;
 }
 
@@ -421,8 +444,10 @@ struct moe_model {
   moe_status open(const std::string &path);
 
 private:
-  moe_status mapWeights(const std::string &path, const std::string &manifestHash);
-  moe_status loadLibrary(const std::string &path, const std::string &manifestHash);
+  moe_status mapWeights(const std::string &path,
+                        const std::string &manifestHash);
+  moe_status loadLibrary(const std::string &path,
+                         const std::string &manifestHash);
 };
 
 moe_status moe_model::open(const std::string &path) {
@@ -441,19 +466,21 @@ moe_status moe_model::open(const std::string &path) {
     return status;
   std::string missing = moe::runtime::findMissingCpuFeature(cpuFeatures);
   if (!missing.empty())
-    return fail(MOE_ERROR_UNSUPPORTED,
-                joinPath(folder, kManifestName) + ": the library needs CPU feature '" +
-                    missing + "', which this machine lacks");
+    return fail(MOE_ERROR_UNSUPPORTED, joinPath(folder, kManifestName) +
+                                           ": the library needs CPU feature '" +
+                                           missing +
+                                           "', which this machine lacks");
   for (LayerEntry &entry : manifest.layers)
     layers.push_back(Layer{entry.info, std::move(entry.entry), nullptr});
 
-  if (moe_status status = mapWeights(joinPath(folder, manifest.weights),
-                                     manifest.weightsHash))
+  if (moe_status status =
+          mapWeights(joinPath(folder, manifest.weights), manifest.weightsHash))
     return status;
   return loadLibrary(joinPath(folder, manifest.library), manifest.weightsHash);
 }
 
-moe_status moe_model::mapWeights(const std::string &path, const std::string &manifestHash) {
+moe_status moe_model::mapWeights(const std::string &path,
+                                 const std::string &manifestHash) {
   FileDescriptor file;
   uint64_t size = 0;
   if (moe_status status = openRegularFile(path, file, size))
@@ -461,8 +488,8 @@ moe_status moe_model::mapWeights(const std::string &path, const std::string &man
   if (size > std::numeric_limits<size_t>::max())
     return fail(MOE_ERROR_FORMAT, path + ": too large to map");
   if (size > 0) {
-    void *address = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ, MAP_PRIVATE,
-                           file.fd, 0);
+    void *address = ::mmap(nullptr, static_cast<size_t>(size), PROT_READ,
+                           MAP_PRIVATE, file.fd, 0);
     if (address == MAP_FAILED) {
       int error = errno;
       return fail(error == ENOMEM ? MOE_ERROR_OUT_OF_MEMORY : MOE_ERROR_IO,
@@ -474,8 +501,8 @@ moe_status moe_model::mapWeights(const std::string &path, const std::string &man
 
   moe::SafetensorsHeader header;
   std::string error;
-  if (!moe::parseSafetensorsHeader(static_cast<const uint8_t *>(mapping), mappingSize, path,
-                                   header, error))
+  if (!moe::parseSafetensorsHeader(static_cast<const uint8_t *>(mapping),
+                                   mappingSize, path, header, error))
     return fail(MOE_ERROR_FORMAT, error);
   weights = static_cast<const uint8_t *>(mapping) + header.dataOffset;
 
@@ -485,26 +512,28 @@ moe_status moe_model::mapWeights(const std::string &path, const std::string &man
                 path + ": __metadata__ has no \"" + kHashMetadataKey + "\"");
   if (hash->second != manifestHash)
     return fail(MOE_ERROR_MISMATCH,
-                folder + ": the weights hash differs between manifest.json (" + manifestHash +
-                    ") and " + path + " (__metadata__." + kHashMetadataKey + " = " +
-                    hash->second + ")");
+                folder + ": the weights hash differs between manifest.json (" +
+                    manifestHash + ") and " + path + " (__metadata__." +
+                    kHashMetadataKey + " = " + hash->second + ")");
   return MOE_OK;
 }
 
-moe_status moe_model::loadLibrary(const std::string &path, const std::string &manifestHash) {
+moe_status moe_model::loadLibrary(const std::string &path,
+                                  const std::string &manifestHash) {
   // A missing file is an I/O error; one dlopen rejects is a malformed library.
   struct stat status;
   if (::stat(path.c_str(), &status) != 0) {
     int error = errno;
     return fail(MOE_ERROR_IO, path + ": cannot open: " + errnoMessage(error));
   }
-  // `path` always holds a '/', so dlopen takes it as a path and searches nowhere else.
+  // `path` always holds a '/', so dlopen takes it as a path and searches
+  // nowhere else.
   ::dlerror();
   library = ::dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!library) {
     const char *why = ::dlerror();
-    return fail(MOE_ERROR_FORMAT,
-                path + ": cannot load the library: " + (why ? why : "unknown error"));
+    return fail(MOE_ERROR_FORMAT, path + ": cannot load the library: " +
+                                      (why ? why : "unknown error"));
   }
 
   auto lookup = [&](const std::string &symbol, void *&address) {
@@ -512,22 +541,24 @@ moe_status moe_model::loadLibrary(const std::string &path, const std::string &ma
     address = ::dlsym(library, symbol.c_str());
     const char *why = ::dlerror();
     if (!address || why)
-      return fail(MOE_ERROR_FORMAT, path + ": no symbol '" + symbol + "'" +
-                                        (why ? std::string(": ") + why : std::string()));
+      return fail(MOE_ERROR_FORMAT,
+                  path + ": no symbol '" + symbol + "'" +
+                      (why ? std::string(": ") + why : std::string()));
     return MOE_OK;
   };
 
   void *hashAddress = nullptr;
   if (moe_status status = lookup(kHashSymbol, hashAddress))
     return status;
-  // A hash is 64 digits; reading a little further finds the terminator or shows that the
-  // symbol is not the string it should be.
+  // A hash is 64 digits; reading a little further finds the terminator or shows
+  // that the symbol is not the string it should be.
   const char *hashText = static_cast<const char *>(hashAddress);
   std::string libraryHash(hashText, ::strnlen(hashText, 128));
   if (libraryHash != manifestHash)
     return fail(MOE_ERROR_MISMATCH,
-                folder + ": the weights hash differs between manifest.json (" + manifestHash +
-                    ") and " + path + " (" + kHashSymbol + " = " + libraryHash +
+                folder + ": the weights hash differs between manifest.json (" +
+                    manifestHash + ") and " + path + " (" + kHashSymbol +
+                    " = " + libraryHash +
                     "): library and weights were not compiled together");
 
   for (Layer &layer : layers) {
@@ -577,13 +608,15 @@ const char *moe_status_string(moe_status status) {
 moe_status moe_model_open(const char *folder, moe_model **model) {
   return guarded("moe_model_open", [&]() -> moe_status {
     if (!model)
-      return fail(MOE_ERROR_INVALID_ARGUMENT, "moe_model_open: model (the out-parameter) "
-                                              "is null");
+      return fail(MOE_ERROR_INVALID_ARGUMENT,
+                  "moe_model_open: model (the out-parameter) "
+                  "is null");
     *model = nullptr;
     if (!folder)
       return fail(MOE_ERROR_INVALID_ARGUMENT, "moe_model_open: folder is null");
     if (!*folder)
-      return fail(MOE_ERROR_INVALID_ARGUMENT, "moe_model_open: folder is empty");
+      return fail(MOE_ERROR_INVALID_ARGUMENT,
+                  "moe_model_open: folder is empty");
     std::unique_ptr<moe_model> opened(new moe_model());
     if (moe_status status = opened->open(folder))
       return status;
@@ -597,20 +630,25 @@ void moe_model_close(moe_model *model) { delete model; }
 moe_status moe_model_num_layers(const moe_model *model, int32_t *count) {
   return guarded("moe_model_num_layers", [&]() -> moe_status {
     if (!model)
-      return fail(MOE_ERROR_INVALID_ARGUMENT, "moe_model_num_layers: model is null");
+      return fail(MOE_ERROR_INVALID_ARGUMENT,
+                  "moe_model_num_layers: model is null");
     if (!count)
-      return fail(MOE_ERROR_INVALID_ARGUMENT, "moe_model_num_layers: count is null");
+      return fail(MOE_ERROR_INVALID_ARGUMENT,
+                  "moe_model_num_layers: count is null");
     *count = static_cast<int32_t>(model->layers.size());
     return MOE_OK;
   });
 }
 
-moe_status moe_model_layer_info(const moe_model *model, int32_t i, moe_layer_info *info) {
+moe_status moe_model_layer_info(const moe_model *model, int32_t i,
+                                moe_layer_info *info) {
   return guarded("moe_model_layer_info", [&]() -> moe_status {
     if (!model)
-      return fail(MOE_ERROR_INVALID_ARGUMENT, "moe_model_layer_info: model is null");
+      return fail(MOE_ERROR_INVALID_ARGUMENT,
+                  "moe_model_layer_info: model is null");
     if (!info)
-      return fail(MOE_ERROR_INVALID_ARGUMENT, "moe_model_layer_info: info is null");
+      return fail(MOE_ERROR_INVALID_ARGUMENT,
+                  "moe_model_layer_info: info is null");
     if (i < 0 || static_cast<size_t>(i) >= model->layers.size())
       return fail(MOE_ERROR_INVALID_ARGUMENT,
                   "moe_model_layer_info: index i = " + std::to_string(i) +
@@ -621,9 +659,10 @@ moe_status moe_model_layer_info(const moe_model *model, int32_t i, moe_layer_inf
   });
 }
 
-moe_status moe_layer_run(moe_model *model, int32_t layer, const void *hidden, moe_dtype dtype,
-                         int64_t tokens, int64_t hidden_size, float *output,
-                         int32_t *topk_ids, float *topk_weights) {
+moe_status moe_layer_run(moe_model *model, int32_t layer, const void *hidden,
+                         moe_dtype dtype, int64_t tokens, int64_t hidden_size,
+                         float *output, int32_t *topk_ids,
+                         float *topk_weights) {
   return guarded("moe_layer_run", [&]() -> moe_status {
     auto invalid = [](const std::string &message) {
       return fail(MOE_ERROR_INVALID_ARGUMENT, "moe_layer_run: " + message);
@@ -636,39 +675,45 @@ moe_status moe_layer_run(moe_model *model, int32_t layer, const void *hidden, mo
       return invalid("output is null");
     if (dtype != MOE_DTYPE_F32 && dtype != MOE_DTYPE_BF16) {
       std::string_view name = moe::getSafetensorsDTypeName(dtype);
-      return invalid("dtype " + std::to_string(static_cast<int>(dtype)) +
-                     (name.empty() ? std::string() : " (" + std::string(name) + ")") +
-                     " is not supported; hidden must be MOE_DTYPE_F32 or MOE_DTYPE_BF16");
+      return invalid(
+          "dtype " + std::to_string(static_cast<int>(dtype)) +
+          (name.empty() ? std::string() : " (" + std::string(name) + ")") +
+          " is not supported; hidden must be MOE_DTYPE_F32 or MOE_DTYPE_BF16");
     }
     if (tokens < 1)
-      return invalid("tokens is " + std::to_string(tokens) + "; it must be at least 1");
+      return invalid("tokens is " + std::to_string(tokens) +
+                     "; it must be at least 1");
 
     const moe_model::Layer *entry = model->findLayer(layer);
     if (!entry) {
       std::string known;
       for (const moe_model::Layer &each : model->layers)
         known += (known.empty() ? "" : ", ") + std::to_string(each.info.layer);
-      return fail(MOE_ERROR_UNKNOWN_LAYER,
-                  "moe_layer_run: " + model->folder + " has no layer " +
-                      std::to_string(layer) +
-                      (known.empty() ? " (it has none)" : " (it has " + known + ")"));
+      return fail(
+          MOE_ERROR_UNKNOWN_LAYER,
+          "moe_layer_run: " + model->folder + " has no layer " +
+              std::to_string(layer) +
+              (known.empty() ? " (it has none)" : " (it has " + known + ")"));
     }
     const moe_layer_info &info = entry->info;
     if (hidden_size != info.hidden_size)
       return fail(MOE_ERROR_SHAPE, "moe_layer_run: hidden_size is " +
-                                       std::to_string(hidden_size) + " but layer " +
-                                       std::to_string(layer) + " of " + model->folder +
-                                       " has " + std::to_string(info.hidden_size));
+                                       std::to_string(hidden_size) +
+                                       " but layer " + std::to_string(layer) +
+                                       " of " + model->folder + " has " +
+                                       std::to_string(info.hidden_size));
 
     // [tokens, H] and [tokens, k] 4-byte elements must be addressable.
     constexpr uint64_t kMaxElements =
-        static_cast<uint64_t>(std::numeric_limits<ptrdiff_t>::max()) / sizeof(float);
+        static_cast<uint64_t>(std::numeric_limits<ptrdiff_t>::max()) /
+        sizeof(float);
     uint64_t rows = static_cast<uint64_t>(tokens);
     uint64_t width = static_cast<uint64_t>(info.hidden_size);
     uint64_t k = static_cast<uint64_t>(info.top_k);
     if (rows > kMaxElements / width || rows > kMaxElements / k)
       return invalid("tokens (" + std::to_string(tokens) + ") x hidden_size (" +
-                     std::to_string(hidden_size) + ") overflows the address space");
+                     std::to_string(hidden_size) +
+                     ") overflows the address space");
     size_t elements = static_cast<size_t>(rows * width);
     size_t routed = static_cast<size_t>(rows * k);
 
@@ -694,7 +739,8 @@ moe_status moe_layer_run(moe_model *model, int32_t layer, const void *hidden, mo
       for (size_t i = 0; i < elements; ++i) {
         uint16_t half;
         std::memcpy(&half, bytes + 2 * i, sizeof(half));
-        uint32_t bits = static_cast<uint32_t>(half) << 16; // exact: bf16 is a short f32
+        uint32_t bits = static_cast<uint32_t>(half)
+                        << 16; // exact: bf16 is a short f32
         std::memcpy(&converted[i], &bits, sizeof(bits));
       }
       input = converted.data();
@@ -709,7 +755,8 @@ moe_status moe_layer_run(moe_model *model, int32_t layer, const void *hidden, mo
       scratchWeights.resize(routed);
       topk_weights = scratchWeights.data();
     }
-    entry->function(input, tokens, output, topk_ids, topk_weights, model->weights);
+    entry->function(input, tokens, output, topk_ids, topk_weights,
+                    model->weights);
     return MOE_OK;
   });
 }

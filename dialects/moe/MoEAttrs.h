@@ -13,9 +13,11 @@
 #include <optional>
 
 namespace mlir::moe {
-/// Parses a float literal into an f64 FloatAttr (parameters of the moe attributes).
+/// Parses a float literal into an f64 FloatAttr (parameters of the moe
+/// attributes).
 FailureOr<FloatAttr> parseF64Parameter(AsmParser &parser);
-/// Prints an f64 FloatAttr parameter as the shortest decimal that parses back exactly.
+/// Prints an f64 FloatAttr parameter as the shortest decimal that parses back
+/// exactly.
 void printF64Parameter(AsmPrinter &printer, FloatAttr value);
 } // namespace mlir::moe
 
@@ -26,8 +28,8 @@ void printF64Parameter(AsmPrinter &printer, FloatAttr value);
 #include "dialects/moe/MoEAttrs.h.inc"
 
 namespace mlir::moe {
-/// The safetensors dtype that stores tensors of `elementType` (si8/ui8 for I8/U8, f8E4M3FN
-/// for F8_E4M3, ...), or nullopt if no dtype does.
+/// The safetensors dtype that stores tensors of `elementType` (si8/ui8 for
+/// I8/U8, f8E4M3FN for F8_E4M3, ...), or nullopt if no dtype does.
 std::optional<moe_dtype> getStorageDType(Type elementType);
 /// The element type of a tensor stored as `dtype` (null for MOE_DTYPE_INVALID).
 Type getElementType(MLIRContext *context, moe_dtype dtype);

@@ -25,7 +25,8 @@ void MoEDialect::initialize() {
 
 Type mlir::moe::getElementType(MLIRContext *context, moe_dtype dtype) {
   Builder b(context);
-  auto integer = [&](unsigned width, IntegerType::SignednessSemantics signedness) {
+  auto integer = [&](unsigned width,
+                     IntegerType::SignednessSemantics signedness) {
     return IntegerType::get(context, width, signedness);
   };
   switch (dtype) {
@@ -68,7 +69,8 @@ Type mlir::moe::getElementType(MLIRContext *context, moe_dtype dtype) {
 }
 
 std::optional<moe_dtype> mlir::moe::getStorageDType(Type elementType) {
-  // Signless integers are accepted as their signed dtype: the bytes are the same.
+  // Signless integers are accepted as their signed dtype: the bytes are the
+  // same.
   if (auto integer = dyn_cast<IntegerType>(elementType)) {
     bool isUnsigned = integer.isUnsigned();
     switch (integer.getWidth()) {

@@ -1,7 +1,7 @@
 //===- MoEOps.cpp - moe dialect operations --------------------------------===//
 //
-// Verifiers. Shapes are checked wherever both sides are known; a dynamic dimension (usually
-// the token count T) is compatible with anything.
+// Verifiers. Shapes are checked wherever both sides are known; a dynamic
+// dimension (usually the token count T) is compatible with anything.
 //
 //===----------------------------------------------------------------------===//
 
@@ -31,38 +31,44 @@ RankedTensorType tensorType(Value value) {
   return cast<RankedTensorType>(value.getType());
 }
 
-/// Checks that `value` has rank `rank`; `layout` names the dimensions for the message.
-LogicalResult expectRank(Operation *op, Value value, StringRef name, int64_t rank,
-                         StringRef layout) {
+/// Checks that `value` has rank `rank`; `layout` names the dimensions for the
+/// message.
+LogicalResult expectRank(Operation *op, Value value, StringRef name,
+                         int64_t rank, StringRef layout) {
   RankedTensorType type = tensorType(value);
   if (type.getRank() != rank)
-    return op->emitOpError() << name << " must be a " << rank << "-D tensor " << layout
-                             << ", got " << type;
+    return op->emitOpError() << name << " must be a " << rank << "-D tensor "
+                             << layout << ", got " << type;
   return success();
 }
 
-/// Checks dimension `dim` of `value` against `expected` (skipped when either is dynamic).
+/// Checks dimension `dim` of `value` against `expected` (skipped when either is
+/// dynamic).
 LogicalResult expectDim(Operation *op, Value value, StringRef name, int64_t dim,
                         int64_t expected, StringRef meaning) {
   int64_t actual = tensorType(value).getDimSize(dim);
   if (!dimsMatch(actual, expected))
-    return op->emitOpError() << name << " dimension " << dim << " is " << actual
-                             << " but must equal the " << meaning << " (" << expected << ")";
+    return op->emitOpError()
+           << name << " dimension " << dim << " is " << actual
+           << " but must equal the " << meaning << " (" << expected << ")";
   return success();
 }
 
-/// The router's operands: input [T, H], gate weight [E, H], optional bias and correction
-/// bias [E]. Shared by moe.route and moe.layer.
-LogicalResult verifyRouter(Operation *op, RoutingAttr routing, Value input, Value gateWeight,
-                           Value bias, Value correctionBias) {
+/// The router's operands: input [T, H], gate weight [E, H], optional bias and
+/// correction bias [E]. Shared by moe.route and moe.layer.
+LogicalResult verifyRouter(Operation *op, RoutingAttr routing, Value input,
+                           Value gateWeight, Value bias, Value correctionBias) {
   if (failed(expectRank(op, input, "input", 2, "[tokens, hidden]")) ||
-      failed(expectRank(op, gateWeight, "router weight", 2, "[experts, hidden]")))
+      failed(
+          expectRank(op, gateWeight, "router weight", 2, "[experts, hidden]")))
     return failure();
   int64_t hidden = tensorType(input).getDimSize(1);
   int64_t experts = tensorType(gateWeight).getDimSize(0);
-  if (failed(expectDim(op, gateWeight, "router weight", 1, hidden, "input hidden size")))
+  if (failed(expectDim(op, gateWeight, "router weight", 1, hidden,
+                       "input hidden size")))
     return failure();
-  if (failed(routing.verifyForExperts([&] { return op->emitOpError(); }, experts)))
+  if (failed(
+          routing.verifyForExperts([&] { return op->emitOpError(); }, experts)))
     return failure();
   for (auto [value, name] : {std::pair{bias, "router bias"},
                              std::pair{correctionBias, "correction bias"}}) {
@@ -73,36 +79,42 @@ LogicalResult verifyRouter(Operation *op, RoutingAttr routing, Value input, Valu
       return failure();
   }
   if (correctionBias && !routing.scoresBeforeSelection())
-    return op->emitOpError() << "a correction bias needs scores over all experts before "
-                                "selection (softmax or sigmoid scoring)";
+    return op->emitOpError()
+           << "a correction bias needs scores over all experts before "
+              "selection (softmax or sigmoid scoring)";
   return success();
 }
 
-/// The weights of a feed-forward expert: `batch` leading expert dimensions (0 for a shared
-/// expert, 1 for stacked experts [E, ...]) followed by [out, in] in nn.Linear orientation.
+/// The weights of a feed-forward expert: `batch` leading expert dimensions (0
+/// for a shared expert, 1 for stacked experts [E, ...]) followed by [out, in]
+/// in nn.Linear orientation.
 struct FfnWeights {
   Value gate, up, down, gateBias, upBias, downBias;
 };
 
-LogicalResult verifyFfn(Operation *op, FfnAttr ffn, const FfnWeights &w, int64_t batch,
-                        int64_t numExperts, int64_t hidden, StringRef prefix) {
+LogicalResult verifyFfn(Operation *op, FfnAttr ffn, const FfnWeights &w,
+                        int64_t batch, int64_t numExperts, int64_t hidden,
+                        StringRef prefix) {
   std::string gateName = (prefix + "gate_proj").str();
   std::string upName = (prefix + "up_proj").str();
   std::string downName = (prefix + "down_proj").str();
   StringRef layout = batch ? "[experts, out, in]" : "[out, in]";
-  for (auto [value, name] : {std::pair{w.gate, gateName}, std::pair{w.up, upName},
-                             std::pair{w.down, downName}}) {
+  for (auto [value, name] :
+       {std::pair{w.gate, gateName}, std::pair{w.up, upName},
+        std::pair{w.down, downName}}) {
     if (!value)
       continue;
     if (failed(expectRank(op, value, name, batch + 2, layout)))
       return failure();
-    if (batch && failed(expectDim(op, value, name, 0, numExperts, "number of experts")))
+    if (batch &&
+        failed(expectDim(op, value, name, 0, numExperts, "number of experts")))
       return failure();
   }
 
   // Where the gate projection lives must agree with the glu layout.
   if (ffn.getGlu() == GluLayout::Separate && !w.gate)
-    return op->emitOpError() << "glu = separate needs a " << gateName << " weight";
+    return op->emitOpError()
+           << "glu = separate needs a " << gateName << " weight";
   if (ffn.getGlu() != GluLayout::Separate && w.gate)
     return op->emitOpError() << gateName << " is given but glu is '"
                              << stringifyGluLayout(ffn.getGlu())
@@ -115,31 +127,38 @@ LogicalResult verifyFfn(Operation *op, FfnAttr ffn, const FfnWeights &w, int64_t
   int64_t width = upRows;
   if (ffn.isFused() && !ShapedType::isDynamic(upRows)) {
     if (upRows % 2 != 0)
-      return op->emitOpError() << "fused gate/up weight " << upName << " must have an even "
-                               << "number of rows (gate and up), got " << upRows;
+      return op->emitOpError()
+             << "fused gate/up weight " << upName << " must have an even "
+             << "number of rows (gate and up), got " << upRows;
     width = upRows / 2;
   }
   if (w.gate && tensorType(w.gate).getShape() != upType.getShape())
-    return op->emitOpError() << gateName << " and " << upName << " must have the same shape";
+    return op->emitOpError()
+           << gateName << " and " << upName << " must have the same shape";
   if (failed(expectDim(op, w.down, downName, batch, hidden, "hidden size")) ||
       failed(expectDim(op, w.down, downName, batch + 1, width, "expert width")))
     return failure();
 
-  // Biases: one row per expert (when stacked) with one entry per output feature.
-  auto checkBias = [&](Value bias, StringRef name, int64_t features) -> LogicalResult {
+  // Biases: one row per expert (when stacked) with one entry per output
+  // feature.
+  auto checkBias = [&](Value bias, StringRef name,
+                       int64_t features) -> LogicalResult {
     if (!bias)
       return success();
-    if (failed(expectRank(op, bias, name, batch + 1, batch ? "[experts, out]" : "[out]")))
+    if (failed(expectRank(op, bias, name, batch + 1,
+                          batch ? "[experts, out]" : "[out]")))
       return failure();
-    if (batch && failed(expectDim(op, bias, name, 0, numExperts, "number of experts")))
+    if (batch &&
+        failed(expectDim(op, bias, name, 0, numExperts, "number of experts")))
       return failure();
     return expectDim(op, bias, name, batch, features, "output features");
   };
   if (w.gateBias && !w.gate)
     return op->emitOpError() << "gate_bias needs a separate gate_proj";
-  return failure(failed(checkBias(w.gateBias, prefix.str() + "gate_bias", width)) ||
-                 failed(checkBias(w.upBias, prefix.str() + "up_bias", upRows)) ||
-                 failed(checkBias(w.downBias, prefix.str() + "down_bias", hidden)));
+  return failure(
+      failed(checkBias(w.gateBias, prefix.str() + "gate_bias", width)) ||
+      failed(checkBias(w.upBias, prefix.str() + "up_bias", upRows)) ||
+      failed(checkBias(w.downBias, prefix.str() + "down_bias", hidden)));
 }
 
 LogicalResult verifyCapacity(Operation *op, FloatAttr capacity) {
@@ -149,10 +168,11 @@ LogicalResult verifyCapacity(Operation *op, FloatAttr capacity) {
   return success();
 }
 
-LogicalResult expectSameType(Operation *op, Value value, StringRef name, Type expected) {
+LogicalResult expectSameType(Operation *op, Value value, StringRef name,
+                             Type expected) {
   if (value.getType() != expected)
-    return op->emitOpError() << name << " must have type " << expected << ", got "
-                             << value.getType();
+    return op->emitOpError() << name << " must have type " << expected
+                             << ", got " << value.getType();
   return success();
 }
 
@@ -202,11 +222,13 @@ LogicalResult WeightOp::verify() {
     if (*experts <= 0)
       return emitOpError() << "expert count must be positive, got " << *experts;
     if (placeholders != 1)
-      return emitOpError() << "a stacked weight's name must contain the placeholder '"
-                           << kExpertPlaceholder << "' exactly once";
+      return emitOpError()
+             << "a stacked weight's name must contain the placeholder '"
+             << kExpertPlaceholder << "' exactly once";
     if (type.getRank() < 1 || type.getDimSize(0) != *experts)
       return emitOpError() << "expert count " << *experts
-                           << " does not match the leading result dimension of " << type;
+                           << " does not match the leading result dimension of "
+                           << type;
   } else if (placeholders != 0) {
     return emitOpError() << "name contains '" << kExpertPlaceholder
                          << "' but no expert count is given";
@@ -218,10 +240,12 @@ LogicalResult WeightOp::verify() {
     for (int64_t dim : *perm)
       valid &= dim >= 0 && dim < type.getRank() && seen.insert(dim).second;
     if (!valid)
-      return emitOpError() << "permutation must be a permutation of 0.." << type.getRank() - 1;
+      return emitOpError() << "permutation must be a permutation of 0.."
+                           << type.getRank() - 1;
     if (getExperts() && (*perm)[0] != 0)
-      return emitOpError() << "a stacked weight's permutation must keep the expert "
-                              "dimension first";
+      return emitOpError()
+             << "a stacked weight's permutation must keep the expert "
+                "dimension first";
   }
   return success();
 }
@@ -231,7 +255,8 @@ LogicalResult WeightOp::verify() {
 //===----------------------------------------------------------------------===//
 
 LogicalResult DequantizeOp::verify() {
-  return getEncoding().verifyStorage([&] { return emitOpError(); }, getStorage().getTypes(),
+  return getEncoding().verifyStorage([&] { return emitOpError(); },
+                                     getStorage().getTypes(),
                                      getResult().getType());
 }
 
@@ -241,8 +266,8 @@ LogicalResult DequantizeOp::verify() {
 
 LogicalResult RouteOp::verify() {
   RoutingAttr routing = getRouting();
-  if (failed(verifyRouter(*this, routing, getInput(), getGateWeight(), getBias(),
-                          getCorrectionBias())))
+  if (failed(verifyRouter(*this, routing, getInput(), getGateWeight(),
+                          getBias(), getCorrectionBias())))
     return failure();
   int64_t tokens = tensorType(getInput()).getDimSize(0);
   for (auto [value, name] : {std::pair{getTopkIds(), "topk_ids"},
@@ -250,8 +275,9 @@ LogicalResult RouteOp::verify() {
     RankedTensorType type = tensorType(value);
     if (type.getRank() != 2 || !dimsMatch(type.getDimSize(0), tokens) ||
         type.getDimSize(1) != routing.getK())
-      return emitOpError() << name << " must have shape [" << dimStr(tokens) << ", "
-                           << routing.getK() << "] (tokens x k), got " << type;
+      return emitOpError() << name << " must have shape [" << dimStr(tokens)
+                           << ", " << routing.getK() << "] (tokens x k), got "
+                           << type;
   }
   if (!tensorType(getTopkWeights()).getElementType().isF32())
     return emitOpError() << "topk_weights must be f32";
@@ -278,12 +304,15 @@ LogicalResult DispatchOp::verify() {
     return failure();
 
   RankedTensorType offsets = tensorType(getExpertOffsets());
-  if (offsets.getRank() != 1 || offsets.isDynamicDim(0) || offsets.getDimSize(0) < 2)
-    return emitOpError() << "expert_offsets must be a static 1-D tensor of E + 1 elements "
-                            "(E >= 1), got "
-                         << offsets;
+  if (offsets.getRank() != 1 || offsets.isDynamicDim(0) ||
+      offsets.getDimSize(0) < 2)
+    return emitOpError()
+           << "expert_offsets must be a static 1-D tensor of E + 1 elements "
+              "(E >= 1), got "
+           << offsets;
 
-  // One row per (token, slot) assignment: N = T * k (unknown when either is dynamic).
+  // One row per (token, slot) assignment: N = T * k (unknown when either is
+  // dynamic).
   int64_t rows = ids.hasStaticShape() ? ids.getDimSize(0) * ids.getDimSize(1)
                                       : ShapedType::kDynamic;
   RankedTensorType permuted = tensorType(getPermuted());
@@ -291,14 +320,18 @@ LogicalResult DispatchOp::verify() {
       !dimsMatch(permuted.getDimSize(1), input.getDimSize(1)) ||
       permuted.getElementType() != input.getElementType())
     return emitOpError() << "permuted must be [" << dimStr(rows) << ", "
-                         << dimStr(input.getDimSize(1)) << "] (tokens * k, hidden) of "
+                         << dimStr(input.getDimSize(1))
+                         << "] (tokens * k, hidden) of "
                          << input.getElementType() << ", got " << permuted;
-  for (auto [value, name] : {std::pair{getPermutedWeights(), "permuted_weights"},
-                             std::pair{getSourceSlots(), "source_slots"}}) {
+  for (auto [value, name] :
+       {std::pair{getPermutedWeights(), "permuted_weights"},
+        std::pair{getSourceSlots(), "source_slots"}}) {
     RankedTensorType type = tensorType(value);
-    if (type.getRank() != 1 || !dimsMatch(type.getDimSize(0), permuted.getDimSize(0)))
-      return emitOpError() << name << " must be 1-D with one entry per permuted row, got "
-                           << type;
+    if (type.getRank() != 1 ||
+        !dimsMatch(type.getDimSize(0), permuted.getDimSize(0)))
+      return emitOpError()
+             << name << " must be 1-D with one entry per permuted row, got "
+             << type;
   }
   return success();
 }
@@ -311,16 +344,18 @@ LogicalResult ExpertsOp::verify() {
   if (failed(expectRank(*this, getInput(), "input", 2, "[rows, hidden]")))
     return failure();
   RankedTensorType offsets = tensorType(getExpertOffsets());
-  if (offsets.getRank() != 1 || offsets.isDynamicDim(0) || offsets.getDimSize(0) < 2)
-    return emitOpError() << "expert_offsets must be a static 1-D tensor of E + 1 elements, "
-                            "got "
-                         << offsets;
+  if (offsets.getRank() != 1 || offsets.isDynamicDim(0) ||
+      offsets.getDimSize(0) < 2)
+    return emitOpError()
+           << "expert_offsets must be a static 1-D tensor of E + 1 elements, "
+              "got "
+           << offsets;
   int64_t experts = offsets.getDimSize(0) - 1;
   RankedTensorType input = tensorType(getInput());
   FfnWeights weights{getGateProj(), getUpProj(), getDownProj(),
-                     getGateBias(),  getUpBias(), getDownBias()};
-  if (failed(verifyFfn(*this, getFfn(), weights, /*batch=*/1, experts, input.getDimSize(1),
-                       "")))
+                     getGateBias(), getUpBias(), getDownBias()};
+  if (failed(verifyFfn(*this, getFfn(), weights, /*batch=*/1, experts,
+                       input.getDimSize(1), "")))
     return failure();
   if (Value scales = getRowScales()) {
     if (failed(expectRank(*this, scales, "row_scales", 1, "[rows]")) ||
@@ -336,21 +371,24 @@ LogicalResult ExpertsOp::verify() {
 //===----------------------------------------------------------------------===//
 
 LogicalResult CombineOp::verify() {
-  if (failed(expectRank(*this, getExpertOutputs(), "expert_outputs", 2, "[rows, hidden]")) ||
-      failed(expectRank(*this, getSourceSlots(), "source_slots", 1, "[rows]")) ||
-      failed(expectRank(*this, getTopkWeights(), "topk_weights", 2, "[tokens, k]")))
+  if (failed(expectRank(*this, getExpertOutputs(), "expert_outputs", 2,
+                        "[rows, hidden]")) ||
+      failed(
+          expectRank(*this, getSourceSlots(), "source_slots", 1, "[rows]")) ||
+      failed(expectRank(*this, getTopkWeights(), "topk_weights", 2,
+                        "[tokens, k]")))
     return failure();
   RankedTensorType outputs = tensorType(getExpertOutputs());
-  if (failed(expectDim(*this, getSourceSlots(), "source_slots", 0, outputs.getDimSize(0),
-                       "number of expert output rows")))
+  if (failed(expectDim(*this, getSourceSlots(), "source_slots", 0,
+                       outputs.getDimSize(0), "number of expert output rows")))
     return failure();
   int64_t tokens = tensorType(getTopkWeights()).getDimSize(0);
   RankedTensorType result = tensorType(getResult());
   if (result.getRank() != 2 || !dimsMatch(result.getDimSize(0), tokens) ||
       !dimsMatch(result.getDimSize(1), outputs.getDimSize(1)))
     return emitOpError() << "result must be [" << dimStr(tokens) << ", "
-                         << dimStr(outputs.getDimSize(1)) << "] (tokens, hidden), got "
-                         << result;
+                         << dimStr(outputs.getDimSize(1))
+                         << "] (tokens, hidden), got " << result;
   if (Value addend = getAddend())
     return expectSameType(*this, addend, "addend", result);
   return success();
@@ -370,8 +408,10 @@ LogicalResult SharedExpertOp::verify() {
     return failure();
   if (Value gate = getSigmoidGate()) {
     if (failed(expectRank(*this, gate, "sigmoid_gate", 2, "[1, hidden]")) ||
-        failed(expectDim(*this, gate, "sigmoid_gate", 0, 1, "single gate output")) ||
-        failed(expectDim(*this, gate, "sigmoid_gate", 1, input.getDimSize(1), "hidden size")))
+        failed(expectDim(*this, gate, "sigmoid_gate", 0, 1,
+                         "single gate output")) ||
+        failed(expectDim(*this, gate, "sigmoid_gate", 1, input.getDimSize(1),
+                         "hidden size")))
       return failure();
   }
   return expectSameType(*this, getResult(), "result", input);
@@ -382,32 +422,44 @@ LogicalResult SharedExpertOp::verify() {
 //===----------------------------------------------------------------------===//
 
 LogicalResult LayerOp::verify() {
-  if (failed(verifyRouter(*this, getRouting(), getInput(), getRouterWeight(), getRouterBias(),
-                          getCorrectionBias())))
+  if (failed(verifyRouter(*this, getRouting(), getInput(), getRouterWeight(),
+                          getRouterBias(), getCorrectionBias())))
     return failure();
   int64_t hidden = tensorType(getInput()).getDimSize(1);
   int64_t experts = tensorType(getRouterWeight()).getDimSize(0);
   FfnWeights routed{getGateProj(), getUpProj(), getDownProj(),
                     getGateBias(), getUpBias(), getDownBias()};
-  if (failed(verifyFfn(*this, getFfn(), routed, /*batch=*/1, experts, hidden, "")))
+  if (failed(
+          verifyFfn(*this, getFfn(), routed, /*batch=*/1, experts, hidden, "")))
     return failure();
 
-  bool hasShared = getSharedGateProj() || getSharedUpProj() || getSharedDownProj() ||
-                   getSharedSigmoidGate();
+  bool hasShared = getSharedGateProj() || getSharedUpProj() ||
+                   getSharedDownProj() || getSharedSigmoidGate();
   if (hasShared && (!getSharedUpProj() || !getSharedDownProj()))
-    return emitOpError() << "a shared expert needs shared_up_proj and shared_down_proj";
+    return emitOpError()
+           << "a shared expert needs shared_up_proj and shared_down_proj";
   if (hasShared != static_cast<bool>(getSharedFfnAttr()))
-    return emitOpError() << (hasShared ? "shared expert weights need a shared_ffn attribute"
-                                       : "shared_ffn is set but no shared expert is given");
+    return emitOpError()
+           << (hasShared ? "shared expert weights need a shared_ffn attribute"
+                         : "shared_ffn is set but no shared expert is given");
   if (hasShared) {
-    FfnWeights shared{getSharedGateProj(), getSharedUpProj(), getSharedDownProj(), {}, {}, {}};
-    if (failed(verifyFfn(*this, *getSharedFfn(), shared, /*batch=*/0, 1, hidden, "shared_")))
+    FfnWeights shared{getSharedGateProj(),
+                      getSharedUpProj(),
+                      getSharedDownProj(),
+                      {},
+                      {},
+                      {}};
+    if (failed(verifyFfn(*this, *getSharedFfn(), shared, /*batch=*/0, 1, hidden,
+                         "shared_")))
       return failure();
   }
   if (Value gate = getSharedSigmoidGate()) {
-    if (failed(expectRank(*this, gate, "shared_sigmoid_gate", 2, "[1, hidden]")) ||
-        failed(expectDim(*this, gate, "shared_sigmoid_gate", 0, 1, "single gate output")) ||
-        failed(expectDim(*this, gate, "shared_sigmoid_gate", 1, hidden, "hidden size")))
+    if (failed(
+            expectRank(*this, gate, "shared_sigmoid_gate", 2, "[1, hidden]")) ||
+        failed(expectDim(*this, gate, "shared_sigmoid_gate", 0, 1,
+                         "single gate output")) ||
+        failed(expectDim(*this, gate, "shared_sigmoid_gate", 1, hidden,
+                         "hidden size")))
       return failure();
   }
   if (failed(verifyCapacity(*this, getCapacityFactorAttr())))

@@ -1,7 +1,8 @@
 /*===- moe/dtype.h - element types of moec tensors ----------------*- C -*-===*
  *
- * The element types moec reads from and writes to safetensors files. Shared by the compiler
- * and the C runtime API, so the codes are stable: append new ones, never renumber.
+ * The element types moec reads from and writes to safetensors files. Shared by
+ *the compiler and the C runtime API, so the codes are stable: append new ones,
+ *never renumber.
  *
  *===----------------------------------------------------------------------===*/
 

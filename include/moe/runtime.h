@@ -1,10 +1,11 @@
 /*===- moe/runtime.h - run MoE layers compiled by moec ------------*- C -*-===*
  *
- * A compiled output folder (moe-compile CKPT -o OUT) holds a shared library of generated
- * code, the weights file it reads, manifest.json and the final IR. This API opens such a
- * folder and runs its layers. Every call reports failure as a status code, with a message
- * from moe_last_error(); nothing aborts the process. Calls on one model from several
- * threads are safe as long as they write to different output buffers.
+ * A compiled output folder (moe-compile CKPT -o OUT) holds a shared library of
+ *generated code, the weights file it reads, manifest.json and the final IR.
+ *This API opens such a folder and runs its layers. Every call reports failure
+ *as a status code, with a message from moe_last_error(); nothing aborts the
+ *process. Calls on one model from several threads are safe as long as they
+ *write to different output buffers.
  *
  *===----------------------------------------------------------------------===*/
 
@@ -22,49 +23,55 @@ extern "C" {
 
 typedef enum moe_status {
   MOE_OK = 0,
-  MOE_ERROR_INVALID_ARGUMENT = 1, /* null pointer, T = 0, unsupported dtype, ... */
-  MOE_ERROR_IO = 2,               /* a file is missing or unreadable */
-  MOE_ERROR_FORMAT = 3,           /* manifest, library or weights file is malformed */
-  MOE_ERROR_MISMATCH = 4,         /* library and weights were not compiled together */
-  MOE_ERROR_UNKNOWN_LAYER = 5,    /* no such layer in the model */
-  MOE_ERROR_SHAPE = 6,            /* hidden size differs from the layer's */
-  MOE_ERROR_UNSUPPORTED = 7,      /* e.g. a target this build or machine cannot run */
+  MOE_ERROR_INVALID_ARGUMENT =
+      1,                  /* null pointer, T = 0, unsupported dtype, ... */
+  MOE_ERROR_IO = 2,       /* a file is missing or unreadable */
+  MOE_ERROR_FORMAT = 3,   /* manifest, library or weights file is malformed */
+  MOE_ERROR_MISMATCH = 4, /* library and weights were not compiled together */
+  MOE_ERROR_UNKNOWN_LAYER = 5, /* no such layer in the model */
+  MOE_ERROR_SHAPE = 6,         /* hidden size differs from the layer's */
+  MOE_ERROR_UNSUPPORTED =
+      7, /* e.g. a target this build or machine cannot run */
   MOE_ERROR_OUT_OF_MEMORY = 8,
 } moe_status;
 
-/* The message of the calling thread's last failed call ("" if none). Successful calls leave
- * it unchanged (as errno); the text stays valid until the thread's next failing call. */
+/* The message of the calling thread's last failed call ("" if none). Successful
+ * calls leave it unchanged (as errno); the text stays valid until the thread's
+ * next failing call. */
 const char *moe_last_error(void);
 /* A fixed description of a status code. */
 const char *moe_status_string(moe_status status);
 
 typedef struct moe_model moe_model;
 
-/* Opens a compiled folder: reads manifest.json, maps the weights file, loads the library
- * and checks that library, weights and manifest belong together (a mismatched or truncated
- * weights file is refused). */
+/* Opens a compiled folder: reads manifest.json, maps the weights file, loads
+ * the library and checks that library, weights and manifest belong together (a
+ * mismatched or truncated weights file is refused). */
 moe_status moe_model_open(const char *folder, moe_model **model);
 /* Releases everything moe_model_open acquired; null is ignored. */
 void moe_model_close(moe_model *model);
 
 typedef struct moe_layer_info {
-  int32_t layer;        /* decoder-layer index, as in the checkpoint's tensor names */
-  int64_t hidden_size;  /* H */
-  int32_t num_experts;  /* E */
-  int32_t top_k;        /* k: columns of topk_ids / topk_weights */
+  int32_t layer; /* decoder-layer index, as in the checkpoint's tensor names */
+  int64_t hidden_size; /* H */
+  int32_t num_experts; /* E */
+  int32_t top_k;       /* k: columns of topk_ids / topk_weights */
 } moe_layer_info;
 
-/* Number of compiled layers, and the i-th one's description (0 <= i < count). */
+/* Number of compiled layers, and the i-th one's description (0 <= i < count).
+ */
 moe_status moe_model_num_layers(const moe_model *model, int32_t *count);
-moe_status moe_model_layer_info(const moe_model *model, int32_t i, moe_layer_info *info);
+moe_status moe_model_layer_info(const moe_model *model, int32_t i,
+                                moe_layer_info *info);
 
-/* Runs decoder layer `layer` on `tokens` rows of hidden states [tokens, hidden_size] of
- * `dtype` (MOE_DTYPE_F32 or MOE_DTYPE_BF16), writing [tokens, hidden_size] f32 to `output`.
- * `topk_ids` ([tokens, k] int32) and `topk_weights` ([tokens, k] float) receive the routing
- * decision when not null; unused top-p slots hold -1 and 0. */
-moe_status moe_layer_run(moe_model *model, int32_t layer, const void *hidden, moe_dtype dtype,
-                         int64_t tokens, int64_t hidden_size, float *output,
-                         int32_t *topk_ids, float *topk_weights);
+/* Runs decoder layer `layer` on `tokens` rows of hidden states [tokens,
+ * hidden_size] of `dtype` (MOE_DTYPE_F32 or MOE_DTYPE_BF16), writing [tokens,
+ * hidden_size] f32 to `output`. `topk_ids` ([tokens, k] int32) and
+ * `topk_weights` ([tokens, k] float) receive the routing decision when not
+ * null; unused top-p slots hold -1 and 0. */
+moe_status moe_layer_run(moe_model *model, int32_t layer, const void *hidden,
+                         moe_dtype dtype, int64_t tokens, int64_t hidden_size,
+                         float *output, int32_t *topk_ids, float *topk_weights);
 
 #ifdef __cplusplus
 } /* extern "C" */

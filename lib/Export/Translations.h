@@ -8,9 +8,10 @@
 
 namespace mlir::moe {
 
-/// Writes, as JSON, every external tensor `op` references through moe.weight: name, shard
-/// file, dtype, logical and stored shapes, expert stacking and permutation. Fails with a
-/// located error when one tensor is referenced with two different types.
+/// Writes, as JSON, every external tensor `op` references through moe.weight:
+/// name, shard file, dtype, logical and stored shapes, expert stacking and
+/// permutation. Fails with a located error when one tensor is referenced with
+/// two different types.
 LogicalResult exportWeightsManifest(Operation *op, llvm::raw_ostream &os);
 
 /// Registers moec's translations with mlir-translate's registry.

@@ -12,10 +12,11 @@ llvm::Expected<HFConfig> HFConfig::load(llvm::StringRef path) {
   auto buffer = llvm::MemoryBuffer::getFile(path, /*IsText=*/true);
   if (!buffer)
     return llvm::createStringError(buffer.getError(), "%s: cannot read: %s",
-                                   path.str().c_str(), buffer.getError().message().c_str());
-  nlohmann::json json = nlohmann::json::parse((*buffer)->getBuffer().begin(),
-                                              (*buffer)->getBuffer().end(), nullptr,
-                                              /*allow_exceptions=*/false);
+                                   path.str().c_str(),
+                                   buffer.getError().message().c_str());
+  nlohmann::json json = nlohmann::json::parse(
+      (*buffer)->getBuffer().begin(), (*buffer)->getBuffer().end(), nullptr,
+      /*allow_exceptions=*/false);
   if (json.is_discarded())
     return llvm::createStringError("%s: not valid JSON", path.str().c_str());
   if (!json.is_object())
@@ -41,17 +42,18 @@ const nlohmann::json *HFConfig::lookup(llvm::StringRef key) const {
 bool HFConfig::has(llvm::StringRef key) const { return lookup(key) != nullptr; }
 
 llvm::Error HFConfig::error(const llvm::Twine &message) const {
-  // The importer reports these at a location naming the file, so the text does not repeat
-  // the path.
+  // The importer reports these at a location naming the file, so the text does
+  // not repeat the path.
   return llvm::createStringError(llvm::inconvertibleErrorCode(), message.str());
 }
 
-llvm::Error HFConfig::typeError(llvm::StringRef key, llvm::StringRef expected) const {
+llvm::Error HFConfig::typeError(llvm::StringRef key,
+                                llvm::StringRef expected) const {
   const nlohmann::json *value = lookup(key);
   if (!value)
     return error("missing '" + scope + key.str() + "'");
-  return error("'" + scope + key.str() + "' must be " + expected.str() + ", got " +
-               value->dump());
+  return error("'" + scope + key.str() + "' must be " + expected.str() +
+               ", got " + value->dump());
 }
 
 llvm::Expected<int64_t> HFConfig::getInt(llvm::StringRef key) const {
@@ -61,7 +63,8 @@ llvm::Expected<int64_t> HFConfig::getInt(llvm::StringRef key) const {
   return value->get<int64_t>();
 }
 
-llvm::Expected<int64_t> HFConfig::getInt(llvm::StringRef key, int64_t fallback) const {
+llvm::Expected<int64_t> HFConfig::getInt(llvm::StringRef key,
+                                         int64_t fallback) const {
   return has(key) ? getInt(key) : fallback;
 }
 
@@ -72,11 +75,13 @@ llvm::Expected<double> HFConfig::getDouble(llvm::StringRef key) const {
   return value->get<double>();
 }
 
-llvm::Expected<double> HFConfig::getDouble(llvm::StringRef key, double fallback) const {
+llvm::Expected<double> HFConfig::getDouble(llvm::StringRef key,
+                                           double fallback) const {
   return has(key) ? getDouble(key) : fallback;
 }
 
-llvm::Expected<bool> HFConfig::getBool(llvm::StringRef key, bool fallback) const {
+llvm::Expected<bool> HFConfig::getBool(llvm::StringRef key,
+                                       bool fallback) const {
   const nlohmann::json *value = lookup(key);
   if (!value)
     return fallback;
@@ -92,12 +97,13 @@ llvm::Expected<std::string> HFConfig::getString(llvm::StringRef key) const {
   return value->get<std::string>();
 }
 
-llvm::Expected<std::string> HFConfig::getString(llvm::StringRef key,
-                                                llvm::StringRef fallback) const {
+llvm::Expected<std::string>
+HFConfig::getString(llvm::StringRef key, llvm::StringRef fallback) const {
   return has(key) ? getString(key) : fallback.str();
 }
 
-llvm::Expected<std::vector<int64_t>> HFConfig::getIntList(llvm::StringRef key) const {
+llvm::Expected<std::vector<int64_t>>
+HFConfig::getIntList(llvm::StringRef key) const {
   const nlohmann::json *value = lookup(key);
   if (!value)
     return std::vector<int64_t>();
@@ -112,11 +118,13 @@ llvm::Expected<std::vector<int64_t>> HFConfig::getIntList(llvm::StringRef key) c
   return result;
 }
 
-llvm::Expected<std::optional<HFConfig>> HFConfig::getObject(llvm::StringRef key) const {
+llvm::Expected<std::optional<HFConfig>>
+HFConfig::getObject(llvm::StringRef key) const {
   const nlohmann::json *value = lookup(key);
   if (!value)
     return std::optional<HFConfig>();
   if (!value->is_object())
     return typeError(key, "an object");
-  return std::optional<HFConfig>(HFConfig(path, *value, scope + key.str() + "."));
+  return std::optional<HFConfig>(
+      HFConfig(path, *value, scope + key.str() + "."));
 }

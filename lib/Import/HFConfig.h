@@ -1,7 +1,8 @@
 //===- HFConfig.h - typed access to a Hugging Face config.json --*- C++ -*-===//
 //
 // Every getter names the key when the value is missing or of the wrong type,
-// so a malformed config.json is reported precisely instead of crashing the importer.
+// so a malformed config.json is reported precisely instead of crashing the
+// importer.
 //
 //===----------------------------------------------------------------------===//
 
@@ -22,7 +23,8 @@ class HFConfig {
 public:
   /// Reads and parses `path`; errors name the file.
   static llvm::Expected<HFConfig> load(llvm::StringRef path);
-  /// A view of the object under `key` (Llama-4's "text_config"), or this config if absent.
+  /// A view of the object under `key` (Llama-4's "text_config"), or this config
+  /// if absent.
   HFConfig section(llvm::StringRef key) const;
 
   llvm::StringRef getPath() const { return path; }
@@ -34,13 +36,15 @@ public:
   llvm::Expected<double> getDouble(llvm::StringRef key, double fallback) const;
   llvm::Expected<bool> getBool(llvm::StringRef key, bool fallback) const;
   llvm::Expected<std::string> getString(llvm::StringRef key) const;
-  llvm::Expected<std::string> getString(llvm::StringRef key, llvm::StringRef fallback) const;
+  llvm::Expected<std::string> getString(llvm::StringRef key,
+                                        llvm::StringRef fallback) const;
   /// An array of integers (absent or null: empty).
   llvm::Expected<std::vector<int64_t>> getIntList(llvm::StringRef key) const;
   /// The object under `key`, or nullopt when absent or null.
   llvm::Expected<std::optional<HFConfig>> getObject(llvm::StringRef key) const;
 
-  /// An error about this config (callers report it at a location naming the file).
+  /// An error about this config (callers report it at a location naming the
+  /// file).
   llvm::Error error(const llvm::Twine &message) const;
 
 private:

@@ -25,21 +25,24 @@ double reference::roundToType(Type type, double value) {
   if (auto floatType = dyn_cast<FloatType>(type)) {
     llvm::APFloat rounded(single);
     bool lossy = false;
-    rounded.convert(floatType.getFloatSemantics(), llvm::APFloat::rmNearestTiesToEven,
-                    &lossy);
-    rounded.convert(llvm::APFloat::IEEEdouble(), llvm::APFloat::rmNearestTiesToEven, &lossy);
+    rounded.convert(floatType.getFloatSemantics(),
+                    llvm::APFloat::rmNearestTiesToEven, &lossy);
+    rounded.convert(llvm::APFloat::IEEEdouble(),
+                    llvm::APFloat::rmNearestTiesToEven, &lossy);
     return rounded.convertToDouble();
   }
   return value;
 }
 
-RefTensor reference::concat(llvm::ArrayRef<const RefTensor *> parts, int64_t dim) {
+RefTensor reference::concat(llvm::ArrayRef<const RefTensor *> parts,
+                            int64_t dim) {
   SmallVector<int64_t> shape(parts[0]->shape.begin(), parts[0]->shape.end());
   shape[dim] = 0;
   for (const RefTensor *part : parts)
     shape[dim] += part->dim(dim);
   RefTensor result(shape);
-  // Outer = product of dims before `dim`; each part contributes a contiguous chunk per outer.
+  // Outer = product of dims before `dim`; each part contributes a contiguous
+  // chunk per outer.
   int64_t outer = 1, inner = 1;
   for (int64_t d = 0; d < dim; ++d)
     outer *= shape[d];
@@ -71,13 +74,14 @@ RefTensor reference::fromElements(DenseElementsAttr elements) {
 
 namespace {
 
-/// Visits every element of a logical tensor [batch..., rows, cols] with its batch index and
-/// (row, col), writing what `element` returns.
+/// Visits every element of a logical tensor [batch..., rows, cols] with its
+/// batch index and (row, col), writing what `element` returns.
 template <typename Fn>
 RefTensor forEachElement(RankedTensorType resultType, Fn element) {
   RefTensor result(resultType.getShape());
   int64_t rank = resultType.getRank();
-  int64_t rows = resultType.getDimSize(rank - 2), cols = resultType.getDimSize(rank - 1);
+  int64_t rows = resultType.getDimSize(rank - 2),
+          cols = resultType.getDimSize(rank - 1);
   int64_t batches = result.numel() / (rows * cols);
   Type elementType = resultType.getElementType();
   double *out = result.data.data();
@@ -96,31 +100,35 @@ double at(const RefTensor &t, int64_t b, int64_t r, int64_t c) {
 
 } // namespace
 
-FailureOr<RefTensor> reference::dequantize(EmitErrorFn emitError,
-                                           WeightEncodingAttrInterface encoding,
-                                           llvm::ArrayRef<const RefTensor *> storage,
-                                           RankedTensorType resultType) {
+FailureOr<RefTensor> reference::dequantize(
+    EmitErrorFn emitError, WeightEncodingAttrInterface encoding,
+    llvm::ArrayRef<const RefTensor *> storage, RankedTensorType resultType) {
   return llvm::TypeSwitch<Attribute, FailureOr<RefTensor>>(encoding)
       .Case([&](Fp8BlockEncodingAttr fp8) -> FailureOr<RefTensor> {
         const RefTensor &values = *storage[0], &scales = *storage[1];
         int64_t br = fp8.getBlockRows(), bc = fp8.getBlockCols();
-        // As transformers dequantizes: the product in f32, then the result type.
+        // As transformers dequantizes: the product in f32, then the result
+        // type.
         return forEachElement(resultType, [&](int64_t b, int64_t r, int64_t c) {
-          return double(float(at(values, b, r, c)) * float(at(scales, b, r / br, c / bc)));
+          return double(float(at(values, b, r, c)) *
+                        float(at(scales, b, r / br, c / bc)));
         });
       })
       .Case([&](Mxfp4EncodingAttr) -> FailureOr<RefTensor> {
         const RefTensor &blocks = *storage[0], &scales = *storage[1];
         int64_t rank = resultType.getRank();
-        int64_t rows = resultType.getDimSize(rank - 2), cols = resultType.getDimSize(rank - 1);
+        int64_t rows = resultType.getDimSize(rank - 2),
+                cols = resultType.getDimSize(rank - 1);
         int64_t blocksPerRow = cols / 32;
         return forEachElement(resultType, [&](int64_t b, int64_t r, int64_t c) {
           int64_t block = c / 32, within = c % 32;
           int64_t rowIndex = b * rows + r;
-          uint8_t byte = uint8_t(blocks.data[(rowIndex * blocksPerRow + block) * 16 + within / 2]);
+          uint8_t byte = uint8_t(
+              blocks.data[(rowIndex * blocksPerRow + block) * 16 + within / 2]);
           uint8_t nibble = within % 2 ? byte >> 4 : byte & 0xF;
           uint8_t scale = uint8_t(scales.data[rowIndex * blocksPerRow + block]);
-          return double(::moe::fp4e2m1ToFloat(nibble)) * std::ldexp(1.0, int(scale) - 127);
+          return double(::moe::fp4e2m1ToFloat(nibble)) *
+                 std::ldexp(1.0, int(scale) - 127);
         });
       })
       .Case([&](IntGroupEncodingAttr quant) -> FailureOr<RefTensor> {
@@ -133,7 +141,8 @@ FailureOr<RefTensor> reference::dequantize(EmitErrorFn emitError,
           if (packed) {
             int byte = int(at(values, b, r, c / 2)) & 0xFF;
             int nibble = c % 2 ? byte >> 4 : byte & 0xF;
-            // Symmetric 4-bit values are two's complement; asymmetric ones are unsigned.
+            // Symmetric 4-bit values are two's complement; asymmetric ones are
+            // unsigned.
             q = quant.getSymmetric() && nibble >= 8 ? nibble - 16 : nibble;
           } else {
             q = at(values, b, r, c);
@@ -142,8 +151,10 @@ FailureOr<RefTensor> reference::dequantize(EmitErrorFn emitError,
           return (q - zero) * at(scales, b, r, c / group);
         });
       })
-      .Default([&](Attribute) -> FailureOr<RefTensor> {
-        return emitError() << "the reference evaluator has no semantics for encoding "
-                           << encoding;
-      });
+      .Default(
+          [&](Attribute) -> FailureOr<RefTensor> {
+            return emitError()
+                   << "the reference evaluator has no semantics for encoding "
+                   << encoding;
+          });
 }

@@ -47,15 +47,17 @@ FailureOr<const RefTensor *> WeightLoader::load(WeightOp weight) {
     std::string name = weight.getTensorName(e);
     std::optional<::moe::Checkpoint::Entry> entry = checkpoint.find(name);
     if (!entry)
-      return weight.emitOpError() << "tensor '" << name << "' is not in the checkpoint "
-                                  << checkpoint.getDirectory();
-    const ::moe::TensorInfo &info = *entry->tensor;
-    if (info.dtype != dtype || llvm::ArrayRef<int64_t>(info.shape) != llvm::ArrayRef(stored))
       return weight.emitOpError()
-             << "tensor '" << name << "' in " << entry->file->getPath() << " is "
-             << ::moe::getSafetensorsName(info.dtype) << " " << shapeString(info.shape)
-             << " but the IR expects " << ::moe::getSafetensorsName(dtype) << " "
-             << shapeString(stored);
+             << "tensor '" << name << "' is not in the checkpoint "
+             << checkpoint.getDirectory();
+    const ::moe::TensorInfo &info = *entry->tensor;
+    if (info.dtype != dtype ||
+        llvm::ArrayRef<int64_t>(info.shape) != llvm::ArrayRef(stored))
+      return weight.emitOpError()
+             << "tensor '" << name << "' in " << entry->file->getPath()
+             << " is " << ::moe::getSafetensorsName(info.dtype) << " "
+             << shapeString(info.shape) << " but the IR expects "
+             << ::moe::getSafetensorsName(dtype) << " " << shapeString(stored);
     llvm::ArrayRef<uint8_t> bytes = entry->file->getData(info);
     double *out = stacked.data.data() + e * perTensor;
     for (int64_t i = 0; i < perTensor; ++i)
@@ -99,14 +101,18 @@ public:
 
   LogicalResult run(Operation *op);
 
-  void bind(Value value, RefTensor tensor) { values[value] = std::move(tensor); }
+  void bind(Value value, RefTensor tensor) {
+    values[value] = std::move(tensor);
+  }
   const RefTensor &get(Value value) { return values.at(value); }
-  const RefTensor *getOptional(Value value) { return value ? &values.at(value) : nullptr; }
+  const RefTensor *getOptional(Value value) {
+    return value ? &values.at(value) : nullptr;
+  }
   std::optional<Routing> routing;
 
 private:
-  FfnWeights ffnWeights(Value gate, Value up, Value down, Value gateBias, Value upBias,
-                        Value downBias) {
+  FfnWeights ffnWeights(Value gate, Value up, Value down, Value gateBias,
+                        Value upBias, Value downBias) {
     return {getOptional(gate),     getOptional(up),     getOptional(down),
             getOptional(gateBias), getOptional(upBias), getOptional(downBias)};
   }
@@ -123,34 +129,36 @@ LogicalResult Interpreter::evaluateLayer(LayerOp op) {
   auto emitError = [&] { return op.emitOpError(); };
   const RefTensor &input = get(op.getInput());
   Routing routed = route(op.getRouting(), input, get(op.getRouterWeight()),
-                         getOptional(op.getRouterBias()), getOptional(op.getCorrectionBias()));
+                         getOptional(op.getRouterBias()),
+                         getOptional(op.getCorrectionBias()));
   if (!routing)
     routing = routed;
   int64_t numExperts = get(op.getRouterWeight()).dim(0);
   std::optional<double> capacity;
   if (FloatAttr attr = op.getCapacityFactorAttr())
     capacity = attr.getValueAsDouble();
-  FailureOr<Dispatch> dispatched =
-      dispatch(emitError, input, routed.ids, routed.weights, numExperts, capacity);
+  FailureOr<Dispatch> dispatched = dispatch(
+      emitError, input, routed.ids, routed.weights, numExperts, capacity);
   if (failed(dispatched))
     return failure();
   bool scaleInput = op.getWeightsScaleInput();
-  FailureOr<RefTensor> expertOutputs =
-      experts(emitError, op.getFfn(), dispatched->permuted, dispatched->expertOffsets,
-              ffnWeights(op.getGateProj(), op.getUpProj(), op.getDownProj(), op.getGateBias(),
-                         op.getUpBias(), op.getDownBias()),
-              scaleInput ? &dispatched->permutedWeights : nullptr);
+  FailureOr<RefTensor> expertOutputs = experts(
+      emitError, op.getFfn(), dispatched->permuted, dispatched->expertOffsets,
+      ffnWeights(op.getGateProj(), op.getUpProj(), op.getDownProj(),
+                 op.getGateBias(), op.getUpBias(), op.getDownBias()),
+      scaleInput ? &dispatched->permutedWeights : nullptr);
   if (failed(expertOutputs))
     return failure();
   std::optional<RefTensor> shared;
   if (op.getSharedUpProj())
-    shared = sharedExpert(*op.getSharedFfn(), input,
-                          ffnWeights(op.getSharedGateProj(), op.getSharedUpProj(),
-                                     op.getSharedDownProj(), {}, {}, {}),
-                          getOptional(op.getSharedSigmoidGate()));
+    shared =
+        sharedExpert(*op.getSharedFfn(), input,
+                     ffnWeights(op.getSharedGateProj(), op.getSharedUpProj(),
+                                op.getSharedDownProj(), {}, {}, {}),
+                     getOptional(op.getSharedSigmoidGate()));
   FailureOr<RefTensor> result =
-      combine(emitError, *expertOutputs, dispatched->sourceSlots, routed.weights,
-              shared ? &*shared : nullptr, scaleInput);
+      combine(emitError, *expertOutputs, dispatched->sourceSlots,
+              routed.weights, shared ? &*shared : nullptr, scaleInput);
   if (failed(result))
     return failure();
   bind(op.getResult(), std::move(*result));
@@ -171,8 +179,9 @@ LogicalResult Interpreter::run(Operation *op) {
         SmallVector<const RefTensor *> storage;
         for (Value value : dequant.getStorage())
           storage.push_back(&get(value));
-        FailureOr<RefTensor> result = dequantize(emitError, dequant.getEncoding(), storage,
-                                                 dequant.getResult().getType());
+        FailureOr<RefTensor> result =
+            dequantize(emitError, dequant.getEncoding(), storage,
+                       dequant.getResult().getType());
         if (failed(result))
           return failure();
         bind(dequant.getResult(), std::move(*result));
@@ -180,8 +189,9 @@ LogicalResult Interpreter::run(Operation *op) {
       })
       .Case([&](RouteOp routeOp) -> LogicalResult {
         Routing routed =
-            route(routeOp.getRouting(), get(routeOp.getInput()), get(routeOp.getGateWeight()),
-                  getOptional(routeOp.getBias()), getOptional(routeOp.getCorrectionBias()));
+            route(routeOp.getRouting(), get(routeOp.getInput()),
+                  get(routeOp.getGateWeight()), getOptional(routeOp.getBias()),
+                  getOptional(routeOp.getCorrectionBias()));
         if (!routing)
           routing = routed;
         bind(routeOp.getTopkIds(), routed.ids);
@@ -192,25 +202,27 @@ LogicalResult Interpreter::run(Operation *op) {
         std::optional<double> capacity;
         if (FloatAttr attr = dispatchOp.getCapacityFactorAttr())
           capacity = attr.getValueAsDouble();
-        FailureOr<Dispatch> result =
-            dispatch(emitError, get(dispatchOp.getInput()), get(dispatchOp.getTopkIds()),
-                     get(dispatchOp.getTopkWeights()), dispatchOp.getNumExperts(), capacity);
+        FailureOr<Dispatch> result = dispatch(
+            emitError, get(dispatchOp.getInput()), get(dispatchOp.getTopkIds()),
+            get(dispatchOp.getTopkWeights()), dispatchOp.getNumExperts(),
+            capacity);
         if (failed(result))
           return failure();
         bind(dispatchOp.getPermuted(), std::move(result->permuted));
-        bind(dispatchOp.getPermutedWeights(), std::move(result->permutedWeights));
+        bind(dispatchOp.getPermutedWeights(),
+             std::move(result->permutedWeights));
         bind(dispatchOp.getSourceSlots(), std::move(result->sourceSlots));
         bind(dispatchOp.getExpertOffsets(), std::move(result->expertOffsets));
         return success();
       })
       .Case([&](ExpertsOp expertsOp) -> LogicalResult {
-        FailureOr<RefTensor> result = experts(
-            emitError, expertsOp.getFfn(), get(expertsOp.getInput()),
-            get(expertsOp.getExpertOffsets()),
-            ffnWeights(expertsOp.getGateProj(), expertsOp.getUpProj(),
-                       expertsOp.getDownProj(), expertsOp.getGateBias(),
-                       expertsOp.getUpBias(), expertsOp.getDownBias()),
-            getOptional(expertsOp.getRowScales()));
+        FailureOr<RefTensor> result =
+            experts(emitError, expertsOp.getFfn(), get(expertsOp.getInput()),
+                    get(expertsOp.getExpertOffsets()),
+                    ffnWeights(expertsOp.getGateProj(), expertsOp.getUpProj(),
+                               expertsOp.getDownProj(), expertsOp.getGateBias(),
+                               expertsOp.getUpBias(), expertsOp.getDownBias()),
+                    getOptional(expertsOp.getRowScales()));
         if (failed(result))
           return failure();
         bind(expertsOp.getResult(), std::move(*result));
@@ -225,18 +237,18 @@ LogicalResult Interpreter::run(Operation *op) {
         return success();
       })
       .Case([&](CombineOp combineOp) -> LogicalResult {
-        FailureOr<RefTensor> result =
-            combine(emitError, get(combineOp.getExpertOutputs()),
-                    get(combineOp.getSourceSlots()), get(combineOp.getTopkWeights()),
-                    getOptional(combineOp.getAddend()), combineOp.getUnweighted());
+        FailureOr<RefTensor> result = combine(
+            emitError, get(combineOp.getExpertOutputs()),
+            get(combineOp.getSourceSlots()), get(combineOp.getTopkWeights()),
+            getOptional(combineOp.getAddend()), combineOp.getUnweighted());
         if (failed(result))
           return failure();
         bind(combineOp.getResult(), std::move(*result));
         return success();
       })
       .Case([&](LayerOp layer) { return evaluateLayer(layer); })
-      // The two upstream ops moe passes introduce on weights: moe-fuse-gate-up's concat
-      // and the zero bias it may need.
+      // The two upstream ops moe passes introduce on weights:
+      // moe-fuse-gate-up's concat and the zero bias it may need.
       .Case([&](tensor::ConcatOp concatOp) -> LogicalResult {
         SmallVector<const RefTensor *> parts;
         for (Value input : concatOp.getInputs())
@@ -247,33 +259,38 @@ LogicalResult Interpreter::run(Operation *op) {
       .Case([&](arith::ConstantOp constant) -> LogicalResult {
         auto elements = dyn_cast<DenseElementsAttr>(constant.getValue());
         if (!elements)
-          return constant.emitOpError() << "is not a dense tensor constant; the reference "
-                                           "evaluator reads only those";
+          return constant.emitOpError()
+                 << "is not a dense tensor constant; the reference "
+                    "evaluator reads only those";
         bind(constant.getResult(), fromElements(elements));
         return success();
       })
       .Case([&](func::ReturnOp) { return success(); })
       .Default([&](Operation *other) -> LogicalResult {
-        return other->emitOpError() << "is not supported by the reference evaluator";
+        return other->emitOpError()
+               << "is not supported by the reference evaluator";
       });
 }
 
-FailureOr<Evaluation> reference::evaluate(func::FuncOp function, const RefTensor &input,
+FailureOr<Evaluation> reference::evaluate(func::FuncOp function,
+                                          const RefTensor &input,
                                           WeightLoader &weights) {
   FunctionType type = function.getFunctionType();
   auto argType = type.getNumInputs() == 1
                      ? dyn_cast<RankedTensorType>(type.getInput(0))
                      : RankedTensorType();
   if (!argType || argType.getRank() != 2 || type.getNumResults() != 1)
-    return function.emitOpError()
-           << "cannot be evaluated: it must take one [tokens, hidden] tensor and return one";
+    return function.emitOpError() << "cannot be evaluated: it must take one "
+                                     "[tokens, hidden] tensor and return one";
   if (input.rank() != 2 || input.dim(0) < 1 ||
       (!argType.isDynamicDim(0) && argType.getDimSize(0) != input.dim(0)) ||
       (!argType.isDynamicDim(1) && argType.getDimSize(1) != input.dim(1)))
-    return function.emitOpError() << "takes " << argType << " but the input has shape "
-                                  << shapeString(input.shape);
+    return function.emitOpError()
+           << "takes " << argType << " but the input has shape "
+           << shapeString(input.shape);
   if (function.isExternal() || !function.getBody().hasOneBlock())
-    return function.emitOpError() << "needs a body of one block to be evaluated";
+    return function.emitOpError()
+           << "needs a body of one block to be evaluated";
 
   Interpreter interpreter(weights);
   RefTensor rounded = input;
@@ -286,6 +303,7 @@ FailureOr<Evaluation> reference::evaluate(func::FuncOp function, const RefTensor
       return failure();
 
   auto returnOp = cast<func::ReturnOp>(body.getTerminator());
-  Evaluation result{interpreter.get(returnOp.getOperand(0)), interpreter.routing};
+  Evaluation result{interpreter.get(returnOp.getOperand(0)),
+                    interpreter.routing};
   return result;
 }

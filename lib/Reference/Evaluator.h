@@ -1,8 +1,9 @@
 //===- Evaluator.h - the float64 reference evaluator ------------*- C++ -*-===//
 //
-// Evaluates a function of moe dialect ops directly, in float64, with weights read from a
-// checkpoint: the oracle every code path of moec is checked against. It accepts every stage
-// of the IR: block level (moe.layer) and decomposed (route, dispatch, experts, combine).
+// Evaluates a function of moe dialect ops directly, in float64, with weights
+// read from a checkpoint: the oracle every code path of moec is checked
+// against. It accepts every stage of the IR: block level (moe.layer) and
+// decomposed (route, dispatch, experts, combine).
 //
 //===----------------------------------------------------------------------===//
 
@@ -21,12 +22,15 @@
 
 namespace mlir::moe::reference {
 
-/// Reads moe.weight references from a checkpoint, checking each stored tensor's dtype and
-/// shape against the IR; loaded weights are cached for the loader's lifetime.
+/// Reads moe.weight references from a checkpoint, checking each stored tensor's
+/// dtype and shape against the IR; loaded weights are cached for the loader's
+/// lifetime.
 class WeightLoader {
 public:
-  explicit WeightLoader(const ::moe::Checkpoint &checkpoint) : checkpoint(checkpoint) {}
-  /// The value of `weight` (stacked and permuted as the op says); errors at the op.
+  explicit WeightLoader(const ::moe::Checkpoint &checkpoint)
+      : checkpoint(checkpoint) {}
+  /// The value of `weight` (stacked and permuted as the op says); errors at the
+  /// op.
   FailureOr<const RefTensor *> load(WeightOp weight);
 
 private:
@@ -41,9 +45,9 @@ struct Evaluation {
   std::optional<Routing> routing;
 };
 
-/// Evaluates `function` (one tensor argument [T, H], one tensor result) on `input`. The
-/// input is rounded to the argument's element type first, as any compiled code would see
-/// it; everything after is float64.
+/// Evaluates `function` (one tensor argument [T, H], one tensor result) on
+/// `input`. The input is rounded to the argument's element type first, as any
+/// compiled code would see it; everything after is float64.
 FailureOr<Evaluation> evaluate(func::FuncOp function, const RefTensor &input,
                                WeightLoader &weights);
 

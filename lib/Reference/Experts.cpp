@@ -58,12 +58,15 @@ const double *biasRow(const RefTensor *bias, int64_t expert) {
   return bias ? bias->data.data() + expert * bias->shape.back() : nullptr;
 }
 
-/// One row through expert `expert` (0 for a 2-D shared expert): out = down(h(x)).
-void ffnRow(FfnAttr ffn, const FfnWeights &w, int64_t expert, const double *x, double *out) {
+/// One row through expert `expert` (0 for a 2-D shared expert): out =
+/// down(h(x)).
+void ffnRow(FfnAttr ffn, const FfnWeights &w, int64_t expert, const double *x,
+            double *out) {
   int64_t hidden = w.up->shape.back();
   int64_t upRows = w.up->dim(w.up->rank() - 2);
   std::vector<double> up(upRows);
-  matVec(w.up->matrix(expert), upRows, hidden, x, biasRow(w.upBias, expert), up.data());
+  matVec(w.up->matrix(expert), upRows, hidden, x, biasRow(w.upBias, expert),
+         up.data());
 
   std::vector<double> h;
   switch (ffn.getGlu()) {
@@ -73,8 +76,8 @@ void ffnRow(FfnAttr ffn, const FfnWeights &w, int64_t expert, const double *x, d
     break;
   case GluLayout::Separate: {
     std::vector<double> gate(upRows);
-    matVec(w.gate->matrix(expert), upRows, hidden, x, biasRow(w.gateBias, expert),
-           gate.data());
+    matVec(w.gate->matrix(expert), upRows, hidden, x,
+           biasRow(w.gateBias, expert), gate.data());
     for (int64_t i = 0; i < upRows; ++i)
       h.push_back(gatedActivation(ffn, gate[i], up[i]));
     break;
@@ -90,21 +93,22 @@ void ffnRow(FfnAttr ffn, const FfnWeights &w, int64_t expert, const double *x, d
   }
   int64_t width = static_cast<int64_t>(h.size());
   int64_t outRows = w.down->dim(w.down->rank() - 2);
-  matVec(w.down->matrix(expert), outRows, width, h.data(), biasRow(w.downBias, expert), out);
+  matVec(w.down->matrix(expert), outRows, width, h.data(),
+         biasRow(w.downBias, expert), out);
 }
 
 } // namespace
 
-FailureOr<Dispatch> reference::dispatch(EmitErrorFn emitError, const RefTensor &input,
-                                        const RefTensor &topkIds, const RefTensor &topkWeights,
-                                        int64_t numExperts,
-                                        std::optional<double> capacityFactor) {
+FailureOr<Dispatch>
+reference::dispatch(EmitErrorFn emitError, const RefTensor &input,
+                    const RefTensor &topkIds, const RefTensor &topkWeights,
+                    int64_t numExperts, std::optional<double> capacityFactor) {
   int64_t tokens = topkIds.dim(0), k = topkIds.dim(1), hidden = input.dim(1);
   int64_t slots = tokens * k;
   int64_t capacity = slots;
   if (capacityFactor)
-    capacity = static_cast<int64_t>(std::ceil(*capacityFactor * double(slots) /
-                                              double(numExperts)));
+    capacity = static_cast<int64_t>(
+        std::ceil(*capacityFactor * double(slots) / double(numExperts)));
 
   // Which slots each expert keeps, in token order (dropping past the capacity).
   std::vector<std::vector<int64_t>> kept(numExperts);
@@ -120,8 +124,8 @@ FailureOr<Dispatch> reference::dispatch(EmitErrorFn emitError, const RefTensor &
       list.push_back(s);
   }
 
-  Dispatch result{RefTensor({slots, hidden}), RefTensor({slots}), RefTensor({slots}, -1.0),
-                  RefTensor({numExperts + 1})};
+  Dispatch result{RefTensor({slots, hidden}), RefTensor({slots}),
+                  RefTensor({slots}, -1.0), RefTensor({numExperts + 1})};
   int64_t row = 0;
   for (int64_t e = 0; e < numExperts; ++e) {
     result.expertOffsets.data[e] = double(row);
@@ -137,8 +141,10 @@ FailureOr<Dispatch> reference::dispatch(EmitErrorFn emitError, const RefTensor &
 }
 
 FailureOr<RefTensor> reference::experts(EmitErrorFn emitError, FfnAttr ffn,
-                                        const RefTensor &input, const RefTensor &expertOffsets,
-                                        const FfnWeights &weights, const RefTensor *rowScales) {
+                                        const RefTensor &input,
+                                        const RefTensor &expertOffsets,
+                                        const FfnWeights &weights,
+                                        const RefTensor *rowScales) {
   int64_t rows = input.dim(0), hidden = input.dim(1);
   int64_t numExperts = expertOffsets.numel() - 1;
   int64_t outHidden = weights.down->dim(1);
@@ -147,7 +153,8 @@ FailureOr<RefTensor> reference::experts(EmitErrorFn emitError, FfnAttr ffn,
   for (int64_t e = 0; e < numExperts; ++e) {
     double begin = expertOffsets.data[e], end = expertOffsets.data[e + 1];
     if (begin < 0 || end < begin || end > double(rows))
-      return emitError() << "expert_offsets [" << begin << ", " << end << ") of expert " << e
+      return emitError() << "expert_offsets [" << begin << ", " << end
+                         << ") of expert " << e
                          << " are not a valid range of the " << rows << " rows";
     for (int64_t r = int64_t(begin); r < int64_t(end); ++r) {
       double scale = rowScales ? rowScales->data[r] : 1.0;
@@ -160,7 +167,8 @@ FailureOr<RefTensor> reference::experts(EmitErrorFn emitError, FfnAttr ffn,
 }
 
 RefTensor reference::sharedExpert(FfnAttr ffn, const RefTensor &input,
-                                  const FfnWeights &weights, const RefTensor *sigmoidGate) {
+                                  const FfnWeights &weights,
+                                  const RefTensor *sigmoidGate) {
   int64_t tokens = input.dim(0), hidden = input.dim(1);
   RefTensor result({tokens, weights.down->dim(0)});
   for (int64_t t = 0; t < tokens; ++t) {
@@ -177,22 +185,22 @@ RefTensor reference::sharedExpert(FfnAttr ffn, const RefTensor &input,
   return result;
 }
 
-FailureOr<RefTensor> reference::combine(EmitErrorFn emitError, const RefTensor &expertOutputs,
-                                        const RefTensor &sourceSlots,
-                                        const RefTensor &topkWeights, const RefTensor *addend,
-                                        bool unweighted) {
+FailureOr<RefTensor>
+reference::combine(EmitErrorFn emitError, const RefTensor &expertOutputs,
+                   const RefTensor &sourceSlots, const RefTensor &topkWeights,
+                   const RefTensor *addend, bool unweighted) {
   int64_t tokens = topkWeights.dim(0), k = topkWeights.dim(1);
   int64_t hidden = expertOutputs.dim(1);
   RefTensor result = addend ? *addend : RefTensor({tokens, hidden});
-  // Rows are grouped by ascending expert id, so this sums each token's experts in that
-  // order, as transformers' expert loop does.
+  // Rows are grouped by ascending expert id, so this sums each token's experts
+  // in that order, as transformers' expert loop does.
   for (int64_t r = 0; r < expertOutputs.dim(0); ++r) {
     double slot = sourceSlots.data[r];
     if (slot == -1.0)
       continue;
     if (slot < 0 || slot >= double(tokens * k))
-      return emitError() << "source slot " << slot << " of row " << r << " is outside [0, "
-                         << tokens * k << ")";
+      return emitError() << "source slot " << slot << " of row " << r
+                         << " is outside [0, " << tokens * k << ")";
     int64_t s = static_cast<int64_t>(slot);
     double weight = unweighted ? 1.0 : topkWeights.data[s];
     for (int64_t h = 0; h < hidden; ++h)

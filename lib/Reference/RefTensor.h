@@ -12,8 +12,9 @@
 
 namespace mlir::moe::reference {
 
-/// A dense row-major tensor of doubles. Integer tensors (expert ids, offsets, stored bytes)
-/// are held as doubles too: every value they take is exact in a double.
+/// A dense row-major tensor of doubles. Integer tensors (expert ids, offsets,
+/// stored bytes) are held as doubles too: every value they take is exact in a
+/// double.
 struct RefTensor {
   llvm::SmallVector<int64_t, 4> shape;
   std::vector<double> data;
@@ -36,7 +37,8 @@ struct RefTensor {
   /// Row `row` of a 2-D tensor.
   double *row(int64_t r) { return data.data() + r * shape.back(); }
   const double *row(int64_t r) const { return data.data() + r * shape.back(); }
-  /// The 2-D matrix `index` of a 3-D tensor [B, R, C] (e.g. one expert's weight).
+  /// The 2-D matrix `index` of a 3-D tensor [B, R, C] (e.g. one expert's
+  /// weight).
   const double *matrix(int64_t index) const {
     return data.data() + index * shape[rank() - 2] * shape[rank() - 1];
   }

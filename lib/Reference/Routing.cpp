@@ -1,8 +1,8 @@
 //===- Routing.cpp - float64 semantics of moe.route -----------------------===//
 //
-// Per token: logits = x * gate^T (+ bias); scores; selection; weights. The selection breaks
-// exact ties toward the lower expert id; test inputs keep the k-th and (k+1)-th scores
-// apart, so nothing depends on that choice.
+// Per token: logits = x * gate^T (+ bias); scores; selection; weights. The
+// selection breaks exact ties toward the lower expert id; test inputs keep the
+// k-th and (k+1)-th scores apart, so nothing depends on that choice.
 //
 //===----------------------------------------------------------------------===//
 
@@ -35,7 +35,8 @@ std::vector<double> softmax(const std::vector<double> &values) {
   return result;
 }
 
-/// Indices of the `k` largest entries, largest first; ties go to the lower index.
+/// Indices of the `k` largest entries, largest first; ties go to the lower
+/// index.
 std::vector<int64_t> topK(const std::vector<double> &values, int64_t k) {
   std::vector<int64_t> order(values.size());
   std::iota(order.begin(), order.end(), 0);
@@ -45,9 +46,9 @@ std::vector<int64_t> topK(const std::vector<double> &values, int64_t k) {
   return order;
 }
 
-/// DeepSeek's group-limited mask: experts outside the `topk_group` best groups are
-/// excluded (-inf, as transformers masks DeepSeek-V3; V2 masks probabilities, all positive,
-/// with 0.0, which chooses the same).
+/// DeepSeek's group-limited mask: experts outside the `topk_group` best groups
+/// are excluded (-inf, as transformers masks DeepSeek-V3; V2 masks
+/// probabilities, all positive, with 0.0, which chooses the same).
 void maskGroups(RoutingAttr routing, std::vector<double> &choice) {
   int64_t groups = routing.getNGroup();
   int64_t groupSize = static_cast<int64_t>(choice.size()) / groups;
@@ -56,8 +57,9 @@ void maskGroups(RoutingAttr routing, std::vector<double> &choice) {
     std::vector<double> members(choice.begin() + g * groupSize,
                                 choice.begin() + (g + 1) * groupSize);
     std::sort(members.begin(), members.end(), std::greater<double>());
-    groupScores[g] =
-        routing.getGroupScore() == GroupScore::Top2Sum ? members[0] + members[1] : members[0];
+    groupScores[g] = routing.getGroupScore() == GroupScore::Top2Sum
+                         ? members[0] + members[1]
+                         : members[0];
   }
   std::vector<int64_t> kept = topK(groupScores, routing.getTopkGroup());
   std::vector<bool> keep(groups, false);
@@ -68,11 +70,12 @@ void maskGroups(RoutingAttr routing, std::vector<double> &choice) {
       choice[e] = kNegInf;
 }
 
-/// PhiMoE's sparsemixer at inference: two rounds of a softmax restricted to the experts
-/// whose logit is within a relative 2 * epsilon of the round's maximum.
-void sparsemixer(const std::vector<double> &logits, double epsilon, int64_t *ids,
-                 double *weights) {
-  auto round = [&](const std::vector<double> &scores, int64_t *id, double *weight) {
+/// PhiMoE's sparsemixer at inference: two rounds of a softmax restricted to the
+/// experts whose logit is within a relative 2 * epsilon of the round's maximum.
+void sparsemixer(const std::vector<double> &logits, double epsilon,
+                 int64_t *ids, double *weights) {
+  auto round = [&](const std::vector<double> &scores, int64_t *id,
+                   double *weight) {
     int64_t best = topK(scores, 1)[0];
     double top = scores[best];
     std::vector<double> masked = scores;
@@ -116,7 +119,8 @@ Routing reference::route(RoutingAttr routing, const RefTensor &input,
     case ScoringFunc::Sparsemixer: {
       int64_t pair[2];
       double pairWeights[2];
-      sparsemixer(logits, routing.getEpsilon().getValueAsDouble(), pair, pairWeights);
+      sparsemixer(logits, routing.getEpsilon().getValueAsDouble(), pair,
+                  pairWeights);
       chosen.assign(pair, pair + 2);
       weights.assign(pairWeights, pairWeights + 2);
       break;
@@ -144,7 +148,8 @@ Routing reference::route(RoutingAttr routing, const RefTensor &input,
         for (double v : logits)
           scores.push_back(sigmoid(v));
       }
-      // The correction bias only chooses; weights come from the unbiased scores.
+      // The correction bias only chooses; weights come from the unbiased
+      // scores.
       std::vector<double> choice = scores;
       if (correctionBias)
         for (int64_t e = 0; e < numExperts; ++e)
@@ -153,8 +158,8 @@ Routing reference::route(RoutingAttr routing, const RefTensor &input,
         maskGroups(routing, choice);
 
       if (routing.getSelection() == ExpertSelection::TopP) {
-        // The smallest prefix of the descending scores whose mass reaches p, crossing
-        // element included, at most k experts.
+        // The smallest prefix of the descending scores whose mass reaches p,
+        // crossing element included, at most k experts.
         std::vector<int64_t> order = topK(choice, numExperts);
         double threshold = routing.getTopP().getValueAsDouble(), mass = 0.0;
         for (int64_t e : order) {

@@ -13,7 +13,8 @@ llvm::StringRef getSafetensorsName(moe_dtype dtype) {
   return llvm::StringRef(name.data(), name.size());
 }
 
-std::optional<uint64_t> getTensorByteSize(moe_dtype dtype, llvm::ArrayRef<int64_t> shape) {
+std::optional<uint64_t> getTensorByteSize(moe_dtype dtype,
+                                          llvm::ArrayRef<int64_t> shape) {
   return getTensorByteSize(dtype, shape.data(), shape.size());
 }
 

@@ -1,8 +1,9 @@
 //===- DTypeTable.h - safetensors dtype table, LLVM-free --------*- C++ -*-===//
 //
-// The one table of safetensors dtype names and element sizes, in plain C++17 so that code
-// which must not depend on LLVM (the runtime, lib/Weights/SafetensorsFormat) can use it.
-// lib/Support/DType.h wraps it with the LLVM-typed API the compiler uses.
+// The one table of safetensors dtype names and element sizes, in plain C++17 so
+// that code which must not depend on LLVM (the runtime,
+// lib/Weights/SafetensorsFormat) can use it. lib/Support/DType.h wraps it with
+// the LLVM-typed API the compiler uses.
 //
 //===----------------------------------------------------------------------===//
 
@@ -44,8 +45,9 @@ inline const DTypeEntry *lookupDType(moe_dtype dtype) {
 }
 } // namespace detail
 
-/// The dtype a safetensors header names, e.g. "BF16"; nullopt for names moec does not read
-/// (including valid safetensors dtypes such as "F4" that moec has no use for yet).
+/// The dtype a safetensors header names, e.g. "BF16"; nullopt for names moec
+/// does not read (including valid safetensors dtypes such as "F4" that moec has
+/// no use for yet).
 inline std::optional<moe_dtype> parseSafetensorsDType(std::string_view name) {
   for (const detail::DTypeEntry &entry : detail::kDTypes)
     if (entry.name == name)
@@ -66,10 +68,11 @@ inline unsigned getByteSize(moe_dtype dtype) {
   return entry ? entry->bytes : 0;
 }
 
-/// Bytes a tensor of shape `dims[0..rank)` and `dtype` occupies, or nullopt if a dimension
-/// is negative or the product overflows 64 bits (a hostile header must not wrap around).
-inline std::optional<uint64_t> getTensorByteSize(moe_dtype dtype, const int64_t *dims,
-                                                 size_t rank) {
+/// Bytes a tensor of shape `dims[0..rank)` and `dtype` occupies, or nullopt if
+/// a dimension is negative or the product overflows 64 bits (a hostile header
+/// must not wrap around).
+inline std::optional<uint64_t>
+getTensorByteSize(moe_dtype dtype, const int64_t *dims, size_t rank) {
   unsigned bytes = getByteSize(dtype);
   if (bytes == 0)
     return std::nullopt;

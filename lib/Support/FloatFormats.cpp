@@ -17,8 +17,9 @@ template <typename T> T readLE(const uint8_t *data) {
   return value;
 }
 
-/// A float with the given sign, unbiased exponent and fraction of `mantissaBits` bits, for
-/// the small formats whose subnormals have exponent 1 - bias.
+/// A float with the given sign, unbiased exponent and fraction of
+/// `mantissaBits` bits, for the small formats whose subnormals have exponent 1
+/// - bias.
 float decodeSmallFloat(unsigned sign, unsigned exponent, unsigned mantissa,
                        unsigned mantissaBits, int bias) {
   float magnitude;
@@ -26,7 +27,8 @@ float decodeSmallFloat(unsigned sign, unsigned exponent, unsigned mantissa,
   if (exponent == 0)
     magnitude = std::ldexp(float(mantissa) * scale, 1 - bias);
   else
-    magnitude = std::ldexp(1.0f + float(mantissa) * scale, int(exponent) - bias);
+    magnitude =
+        std::ldexp(1.0f + float(mantissa) * scale, int(exponent) - bias);
   return sign ? -magnitude : magnitude;
 }
 } // namespace
@@ -48,7 +50,8 @@ uint16_t floatToBf16(float value) {
 }
 
 float f16ToFloat(uint16_t bits) {
-  unsigned sign = bits >> 15, exponent = (bits >> 10) & 0x1F, mantissa = bits & 0x3FF;
+  unsigned sign = bits >> 15, exponent = (bits >> 10) & 0x1F,
+           mantissa = bits & 0x3FF;
   if (exponent == 0x1F) {
     if (mantissa)
       return std::numeric_limits<float>::quiet_NaN();
@@ -59,14 +62,16 @@ float f16ToFloat(uint16_t bits) {
 }
 
 float f8e4m3fnToFloat(uint8_t bits) {
-  unsigned sign = bits >> 7, exponent = (bits >> 3) & 0xF, mantissa = bits & 0x7;
+  unsigned sign = bits >> 7, exponent = (bits >> 3) & 0xF,
+           mantissa = bits & 0x7;
   if (exponent == 0xF && mantissa == 0x7)
     return std::numeric_limits<float>::quiet_NaN();
   return decodeSmallFloat(sign, exponent, mantissa, 3, 7);
 }
 
 float f8e5m2ToFloat(uint8_t bits) {
-  unsigned sign = bits >> 7, exponent = (bits >> 2) & 0x1F, mantissa = bits & 0x3;
+  unsigned sign = bits >> 7, exponent = (bits >> 2) & 0x1F,
+           mantissa = bits & 0x3;
   if (exponent == 0x1F) {
     if (mantissa)
       return std::numeric_limits<float>::quiet_NaN();
@@ -83,7 +88,8 @@ float f8e8m0ToFloat(uint8_t bits) {
 }
 
 float fp4e2m1ToFloat(uint8_t nibble) {
-  unsigned sign = (nibble >> 3) & 1, exponent = (nibble >> 1) & 0x3, mantissa = nibble & 1;
+  unsigned sign = (nibble >> 3) & 1, exponent = (nibble >> 1) & 0x3,
+           mantissa = nibble & 1;
   return decodeSmallFloat(sign, exponent, mantissa, 1, 1);
 }
 

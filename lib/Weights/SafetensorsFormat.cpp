@@ -411,10 +411,9 @@ bool parseSafetensorsHeader(const uint8_t *file, size_t size,
 
   for (size_t i = 0; i < tensors.size(); ++i)
     tensors[i].fileOffset = 8 + headerSize + begins[i];
-  std::sort(tensors.begin(), tensors.end(),
-            [](const TensorInfo &a, const TensorInfo &b) {
-              return a.name < b.name;
-            });
+  std::sort(
+      tensors.begin(), tensors.end(),
+      [](const TensorInfo &a, const TensorInfo &b) { return a.name < b.name; });
   result.headerSize = headerSize;
   result.dataOffset = 8 + headerSize;
   result.dataSize = dataSize;

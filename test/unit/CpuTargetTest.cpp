@@ -371,7 +371,8 @@ TEST(CpuFeatures, FollowTheCpuName) {
   mlir::moe::CpuTarget without = *zen4;
   without.features = "-avx512f";
   EXPECT_FALSE(*mlir::moe::cpuHasFeature(without, "avx512f"));
-  EXPECT_EQ(mlir::moe::requiredCpuFeatures(*haswellLike), "+sse4.2,+avx,+avx2,+fma,+f16c");
+  EXPECT_EQ(mlir::moe::requiredCpuFeatures(*haswellLike),
+            "+sse4.2,+avx,+avx2,+fma,+f16c");
 #else
   GTEST_SKIP() << "x86-specific";
 #endif

@@ -16,7 +16,8 @@ TEST(DType, NamesRoundTrip) {
 }
 
 TEST(DType, UnknownNamesAreRejected) {
-  EXPECT_EQ(moe::parseSafetensorsDType("bf16"), std::nullopt); // names are case-sensitive
+  EXPECT_EQ(moe::parseSafetensorsDType("bf16"),
+            std::nullopt); // names are case-sensitive
   EXPECT_EQ(moe::parseSafetensorsDType("F4"), std::nullopt);
   EXPECT_EQ(moe::parseSafetensorsDType(""), std::nullopt);
   EXPECT_TRUE(moe::getSafetensorsName(MOE_DTYPE_INVALID).empty());
@@ -29,13 +30,15 @@ TEST(DType, ByteSizes) {
   EXPECT_EQ(moe::getByteSize(MOE_DTYPE_I64), 8u);
   EXPECT_EQ(moe::getTensorByteSize(MOE_DTYPE_BF16, {8, 14336, 4096}),
             uint64_t(8) * 14336 * 4096 * 2);
-  EXPECT_EQ(moe::getTensorByteSize(MOE_DTYPE_F32, {}), 4u); // a 0-rank tensor is one element
+  EXPECT_EQ(moe::getTensorByteSize(MOE_DTYPE_F32, {}),
+            4u); // a 0-rank tensor is one element
   EXPECT_EQ(moe::getTensorByteSize(MOE_DTYPE_F32, {0, 7}), 0u);
 }
 
 TEST(DType, HostileShapesDoNotWrap) {
   EXPECT_EQ(moe::getTensorByteSize(MOE_DTYPE_F32, {-1, 4}), std::nullopt);
-  EXPECT_EQ(moe::getTensorByteSize(MOE_DTYPE_F64, {int64_t(1) << 40, int64_t(1) << 30}),
+  EXPECT_EQ(moe::getTensorByteSize(MOE_DTYPE_F64,
+                                   {int64_t(1) << 40, int64_t(1) << 30}),
             std::nullopt);
   EXPECT_EQ(moe::getTensorByteSize(MOE_DTYPE_INVALID, {4}), std::nullopt);
 }

@@ -1,7 +1,8 @@
 //===- moe-opt.cpp - moec's optimizer driver ------------------------------===//
 //
-// mlir-opt with the moe dialect and passes. Every upstream dialect, extension and pass is
-// registered too, so a moe pipeline can be tried end to end on one command line.
+// mlir-opt with the moe dialect and passes. Every upstream dialect, extension
+// and pass is registered too, so a moe pipeline can be tried end to end on one
+// command line.
 //
 //===----------------------------------------------------------------------===//
 

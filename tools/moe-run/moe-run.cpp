@@ -5,12 +5,13 @@
 //   moe-run OUT --layer N --input in.safetensors --output out.safetensors
 //           [--device cpu] [--check [--weights-dir DIR]] [--bench ITERS]
 //
-// On a .mlir module: evaluates layer N with the float64 reference evaluator (no code
-// generation). On a folder compiled by moe-compile: runs the generated code through the
-// runtime (include/moe/runtime.h); --check also evaluates the folder's final.mlir with the
-// reference evaluator on the same input and prints the relative error, --bench times the
-// layer. Input: `hidden_states` [T, H], F32 or BF16. Output: `hidden_states` [T, H] F32,
-// `topk_ids` [T, k] I32 and `topk_weights` [T, k] F32. Any error leaves no output file.
+// On a .mlir module: evaluates layer N with the float64 reference evaluator (no
+// code generation). On a folder compiled by moe-compile: runs the generated
+// code through the runtime (include/moe/runtime.h); --check also evaluates the
+// folder's final.mlir with the reference evaluator on the same input and prints
+// the relative error, --bench times the layer. Input: `hidden_states` [T, H],
+// F32 or BF16. Output: `hidden_states` [T, H] F32, `topk_ids` [T, k] I32 and
+// `topk_weights` [T, k] F32. Any error leaves no output file.
 //
 //===----------------------------------------------------------------------===//
 
@@ -30,8 +31,8 @@
 
 #include "llvm/ADT/ScopeExit.h"
 #include "llvm/Support/CommandLine.h"
-#include "llvm/Support/Format.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/WithColor.h"
@@ -46,30 +47,38 @@ using namespace mlir;
 using namespace mlir::moe;
 namespace cl = llvm::cl;
 
-static cl::opt<std::string> modulePath(cl::Positional,
-                                       cl::desc("<module.mlir | compiled folder>"),
-                                       cl::Required);
-static cl::opt<std::string> weightsDir("weights-dir",
-                                       cl::desc("checkpoint folder the module's weights "
-                                                "refer to (for a compiled folder: the one "
-                                                "--check reads, default: its source)"),
-                                       cl::value_desc("dir"));
-static cl::opt<std::string> device("device", cl::desc("where a compiled folder runs: cpu"),
-                                   cl::init("cpu"));
-static cl::opt<bool> check("check", cl::desc("also run the float64 reference evaluator and "
-                                             "print the relative error"));
-static cl::opt<double> tolerance("tolerance",
-                                 cl::desc("with --check: the largest relative error accepted"),
-                                 cl::init(1e-5));
-static cl::opt<unsigned> benchIterations("bench", cl::desc("time ITERS runs and print one line"),
-                                         cl::value_desc("ITERS"), cl::init(0));
-static cl::opt<int64_t> layerIndex("layer",
-                                   cl::desc("decoder-layer index, as in the checkpoint's "
-                                            "tensor names"),
-                                   cl::value_desc("N"), cl::Required);
-static cl::opt<std::string> inputPath("input", cl::desc("safetensors file with hidden_states"),
-                                      cl::value_desc("file"), cl::Required);
-static cl::opt<std::string> outputPath("output", cl::desc("safetensors file to write"),
+static cl::opt<std::string>
+    modulePath(cl::Positional, cl::desc("<module.mlir | compiled folder>"),
+               cl::Required);
+static cl::opt<std::string>
+    weightsDir("weights-dir",
+               cl::desc("checkpoint folder the module's weights "
+                        "refer to (for a compiled folder: the one "
+                        "--check reads, default: its source)"),
+               cl::value_desc("dir"));
+static cl::opt<std::string>
+    device("device", cl::desc("where a compiled folder runs: cpu"),
+           cl::init("cpu"));
+static cl::opt<bool>
+    check("check", cl::desc("also run the float64 reference evaluator and "
+                            "print the relative error"));
+static cl::opt<double>
+    tolerance("tolerance",
+              cl::desc("with --check: the largest relative error accepted"),
+              cl::init(1e-5));
+static cl::opt<unsigned>
+    benchIterations("bench", cl::desc("time ITERS runs and print one line"),
+                    cl::value_desc("ITERS"), cl::init(0));
+static cl::opt<int64_t>
+    layerIndex("layer",
+               cl::desc("decoder-layer index, as in the checkpoint's "
+                        "tensor names"),
+               cl::value_desc("N"), cl::Required);
+static cl::opt<std::string>
+    inputPath("input", cl::desc("safetensors file with hidden_states"),
+              cl::value_desc("file"), cl::Required);
+static cl::opt<std::string> outputPath("output",
+                                       cl::desc("safetensors file to write"),
                                        cl::value_desc("file"), cl::Required);
 
 static int fail(const llvm::Twine &message) {
@@ -77,13 +86,15 @@ static int fail(const llvm::Twine &message) {
   return 1;
 }
 
-/// The function computing decoder layer `layer`: tagged moe.layer_index (as the importer
-/// writes), or else named @layer_<layer>.
-static func::FuncOp findLayer(ModuleOp module, int64_t layer, std::string &available) {
+/// The function computing decoder layer `layer`: tagged moe.layer_index (as the
+/// importer writes), or else named @layer_<layer>.
+static func::FuncOp findLayer(ModuleOp module, int64_t layer,
+                              std::string &available) {
   func::FuncOp byName;
   for (auto function : module.getOps<func::FuncOp>()) {
     if (auto index = function->getAttrOfType<IntegerAttr>("moe.layer_index")) {
-      available += (available.empty() ? "" : ", ") + std::to_string(index.getInt());
+      available +=
+          (available.empty() ? "" : ", ") + std::to_string(index.getInt());
       if (index.getInt() == layer)
         return function;
     } else if (function.getName() == "layer_" + std::to_string(layer)) {
@@ -100,14 +111,17 @@ static llvm::Expected<reference::RefTensor> readInput(llvm::StringRef path) {
     return file.takeError();
   const ::moe::TensorInfo *tensor = (*file)->find("hidden_states");
   if (!tensor)
-    return llvm::createStringError("%s: no tensor named 'hidden_states'", path.str().c_str());
-  if (tensor->shape.size() != 2)
-    return llvm::createStringError("%s: tensor 'hidden_states' must be 2-D [tokens, hidden]",
+    return llvm::createStringError("%s: no tensor named 'hidden_states'",
                                    path.str().c_str());
+  if (tensor->shape.size() != 2)
+    return llvm::createStringError(
+        "%s: tensor 'hidden_states' must be 2-D [tokens, hidden]",
+        path.str().c_str());
   if (tensor->dtype != MOE_DTYPE_F32 && tensor->dtype != MOE_DTYPE_BF16)
-    return llvm::createStringError("%s: tensor 'hidden_states' must be F32 or BF16, not %s",
-                                   path.str().c_str(),
-                                   ::moe::getSafetensorsName(tensor->dtype).str().c_str());
+    return llvm::createStringError(
+        "%s: tensor 'hidden_states' must be F32 or BF16, not %s",
+        path.str().c_str(),
+        ::moe::getSafetensorsName(tensor->dtype).str().c_str());
   if (tensor->shape[0] == 0)
     return llvm::createStringError("%s: tensor 'hidden_states' has no tokens",
                                    path.str().c_str());
@@ -118,24 +132,28 @@ static llvm::Expected<reference::RefTensor> readInput(llvm::StringRef path) {
   return result;
 }
 
-static llvm::Error writeOutput(llvm::StringRef path, const reference::Evaluation &result) {
+static llvm::Error writeOutput(llvm::StringRef path,
+                               const reference::Evaluation &result) {
   auto toF32 = [](const reference::RefTensor &t) {
     std::vector<float> values(t.data.begin(), t.data.end());
     return values;
   };
   auto bytesOf = [](const auto &values) {
-    return llvm::ArrayRef<uint8_t>(reinterpret_cast<const uint8_t *>(values.data()),
-                                   values.size() * sizeof(values[0]));
+    return llvm::ArrayRef<uint8_t>(
+        reinterpret_cast<const uint8_t *>(values.data()),
+        values.size() * sizeof(values[0]));
   };
   std::vector<float> hidden = toF32(result.output), weights;
   std::vector<int32_t> ids;
   std::vector<::moe::SafetensorsWriter::Tensor> tensors = {
       {"hidden_states", MOE_DTYPE_F32,
-       std::vector<int64_t>(result.output.shape.begin(), result.output.shape.end()),
+       std::vector<int64_t>(result.output.shape.begin(),
+                            result.output.shape.end()),
        bytesOf(hidden)}};
   if (result.routing) {
     weights = toF32(result.routing->weights);
-    ids.assign(result.routing->ids.data.begin(), result.routing->ids.data.end());
+    ids.assign(result.routing->ids.data.begin(),
+               result.routing->ids.data.end());
     std::vector<int64_t> shape(result.routing->ids.shape.begin(),
                                result.routing->ids.shape.end());
     tensors.push_back({"topk_ids", MOE_DTYPE_I32, shape, bytesOf(ids)});
@@ -144,8 +162,9 @@ static llvm::Error writeOutput(llvm::StringRef path, const reference::Evaluation
   return ::moe::SafetensorsWriter::writeFile(path, tensors);
 }
 
-/// Parses the module at `path` and evaluates its layer `layerIndex` on `input` with the
-/// float64 reference evaluator, weights from `checkpointDir`. Errors are printed.
+/// Parses the module at `path` and evaluates its layer `layerIndex` on `input`
+/// with the float64 reference evaluator, weights from `checkpointDir`. Errors
+/// are printed.
 static FailureOr<reference::Evaluation>
 evaluateModule(llvm::StringRef path, llvm::StringRef checkpointDir,
                const reference::RefTensor &input) {
@@ -155,7 +174,8 @@ evaluateModule(llvm::StringRef path, llvm::StringRef checkpointDir,
   MLIRContext context(registry);
   llvm::SourceMgr sourceMgr;
   SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
-  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(path, sourceMgr, &context);
+  OwningOpRef<ModuleOp> module =
+      parseSourceFile<ModuleOp>(path, sourceMgr, &context);
   if (!module)
     return failure();
   std::string available;
@@ -171,8 +191,8 @@ evaluateModule(llvm::StringRef path, llvm::StringRef checkpointDir,
   return reference::evaluate(function, input, weights);
 }
 
-/// The FLOPs and weight bytes of one call, from the manifest's accounting fields and the
-/// routing the call produced.
+/// The FLOPs and weight bytes of one call, from the manifest's accounting
+/// fields and the routing the call produced.
 struct CallCost {
   double flops = 0, bytes = 0;
   int64_t expertsHit = 0;
@@ -182,7 +202,8 @@ static CallCost callCost(const nlohmann::json &layer, int64_t tokens,
                          llvm::ArrayRef<int32_t> ids) {
   CallCost cost;
   double H = layer.value("hidden_size", 0), E = layer.value("num_experts", 0);
-  double I = layer.value("expert_width", 0), Is = layer.value("shared_width", 0);
+  double I = layer.value("expert_width", 0),
+         Is = layer.value("shared_width", 0);
   bool gated = layer.value("gated", true);
   double firstWidth = gated ? 2 * I : I;
   std::set<int32_t> hit;
@@ -193,22 +214,29 @@ static CallCost callCost(const nlohmann::json &layer, int64_t tokens,
       ++assignments;
     }
   cost.expertsHit = static_cast<int64_t>(hit.size());
-  cost.flops = 2.0 * tokens * E * H +                            // router
-               assignments * (2.0 * H * firstWidth + 2.0 * I * H) + // routed experts
-               tokens * (2.0 * H * 2 * Is + 2.0 * Is * H);           // shared expert
-  cost.bytes = double(layer.value("always_bytes", uint64_t(0))) +
-               double(hit.size()) * double(layer.value("expert_bytes", uint64_t(0)));
+  cost.flops =
+      2.0 * tokens * E * H +                               // router
+      assignments * (2.0 * H * firstWidth + 2.0 * I * H) + // routed experts
+      tokens * (2.0 * H * 2 * Is + 2.0 * Is * H);          // shared expert
+  cost.bytes =
+      double(layer.value("always_bytes", uint64_t(0))) +
+      double(hit.size()) * double(layer.value("expert_bytes", uint64_t(0)));
   return cost;
 }
 
 /// --check: the float64 reference evaluator on the folder's final.mlir.
-static int checkAgainstReference(llvm::StringRef folder, const nlohmann::json &manifest,
-                                 const reference::RefTensor &input, llvm::ArrayRef<float> output,
+static int checkAgainstReference(llvm::StringRef folder,
+                                 const nlohmann::json &manifest,
+                                 const reference::RefTensor &input,
+                                 llvm::ArrayRef<float> output,
                                  llvm::ArrayRef<int32_t> ids, int64_t k) {
-  std::string irPath = (folder + "/" + manifest.value("ir", "final.mlir")).str();
-  std::string source = weightsDir.empty() ? manifest.value("source_checkpoint", "")
-                                          : std::string(weightsDir);
-  FailureOr<reference::Evaluation> expected = evaluateModule(irPath, source, input);
+  std::string irPath =
+      (folder + "/" + manifest.value("ir", "final.mlir")).str();
+  std::string source = weightsDir.empty()
+                           ? manifest.value("source_checkpoint", "")
+                           : std::string(weightsDir);
+  FailureOr<reference::Evaluation> expected =
+      evaluateModule(irPath, source, input);
   if (failed(expected))
     return 1;
   double diff = 0, norm = 0;
@@ -237,7 +265,8 @@ static int checkAgainstReference(llvm::StringRef folder, const nlohmann::json &m
 
 static int runCompiled() {
   if (device != "cpu")
-    return fail("--device " + device + ": this build runs compiled folders on the cpu");
+    return fail("--device " + device +
+                ": this build runs compiled folders on the cpu");
   moe_model *model = nullptr;
   if (moe_model_open(modulePath.c_str(), &model) != MOE_OK)
     return fail(moe_last_error());
@@ -250,13 +279,14 @@ static int runCompiled() {
     moe_layer_info candidate;
     if (moe_model_layer_info(model, i, &candidate) != MOE_OK)
       return fail(moe_last_error());
-    available += (available.empty() ? "" : ", ") + std::to_string(candidate.layer);
+    available +=
+        (available.empty() ? "" : ", ") + std::to_string(candidate.layer);
     if (candidate.layer == layerIndex)
       info = candidate;
   }
   if (!info)
-    return fail(modulePath + ": no compiled layer " + std::to_string(layerIndex) +
-                " (layers: " + available + ")");
+    return fail(modulePath + ": no compiled layer " +
+                std::to_string(layerIndex) + " (layers: " + available + ")");
   auto input = readInput(inputPath);
   if (!input)
     return fail(llvm::toString(input.takeError()));
@@ -266,8 +296,8 @@ static int runCompiled() {
   std::vector<int32_t> ids(tokens * k);
   std::vector<float> weights(tokens * k);
   auto run = [&] {
-    return moe_layer_run(model, layerIndex, x.data(), MOE_DTYPE_F32, tokens, hidden,
-                         output.data(), ids.data(), weights.data());
+    return moe_layer_run(model, layerIndex, x.data(), MOE_DTYPE_F32, tokens,
+                         hidden, output.data(), ids.data(), weights.data());
   };
   if (run() != MOE_OK)
     return fail(moe_last_error());
@@ -282,12 +312,14 @@ static int runCompiled() {
   if (llvm::Error error = writeOutput(outputPath, result))
     return fail(llvm::toString(std::move(error)));
 
-  auto manifestBuffer = llvm::MemoryBuffer::getFile(modulePath + "/manifest.json");
-  nlohmann::json manifest = manifestBuffer ? nlohmann::json::parse(
-                                                 (*manifestBuffer)->getBuffer().begin(),
-                                                 (*manifestBuffer)->getBuffer().end(), nullptr,
-                                                 /*allow_exceptions=*/false)
-                                           : nlohmann::json();
+  auto manifestBuffer =
+      llvm::MemoryBuffer::getFile(modulePath + "/manifest.json");
+  nlohmann::json manifest =
+      manifestBuffer
+          ? nlohmann::json::parse((*manifestBuffer)->getBuffer().begin(),
+                                  (*manifestBuffer)->getBuffer().end(), nullptr,
+                                  /*allow_exceptions=*/false)
+          : nlohmann::json();
   nlohmann::json layer;
   if (manifest.is_object() && manifest["layers"].is_array())
     for (const nlohmann::json &entry : manifest["layers"])
@@ -295,7 +327,8 @@ static int runCompiled() {
         layer = entry;
 
   if (check) {
-    if (int status = checkAgainstReference(modulePath, manifest, *input, output, ids, k))
+    if (int status =
+            checkAgainstReference(modulePath, manifest, *input, output, ids, k))
       return status;
   }
   if (benchIterations) {
@@ -304,44 +337,53 @@ static int runCompiled() {
     for (unsigned i = 0; i < benchIterations; ++i) {
       auto start = std::chrono::steady_clock::now();
       run();
-      times.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+      times.push_back(std::chrono::duration<double>(
+                          std::chrono::steady_clock::now() - start)
                           .count());
     }
     std::sort(times.begin(), times.end());
     double median = times[times.size() / 2];
-    CallCost cost = layer.is_object() ? callCost(layer, tokens, ids) : CallCost();
+    CallCost cost =
+        layer.is_object() ? callCost(layer, tokens, ids) : CallCost();
     llvm::outs() << "layer=" << layerIndex << " tokens=" << tokens
                  << " median_us=" << llvm::format("%.1f", median * 1e6)
                  << " tokens_per_s=" << llvm::format("%.0f", tokens / median)
-                 << " gflops=" << llvm::format("%.2f", cost.flops / median / 1e9)
-                 << " weights_gbps=" << llvm::format("%.2f", cost.bytes / median / 1e9)
-                 << " experts_hit=" << cost.expertsHit << " iterations=" << benchIterations
-                 << "\n";
+                 << " gflops="
+                 << llvm::format("%.2f", cost.flops / median / 1e9)
+                 << " weights_gbps="
+                 << llvm::format("%.2f", cost.bytes / median / 1e9)
+                 << " experts_hit=" << cost.expertsHit
+                 << " iterations=" << benchIterations << "\n";
   }
   return 0;
 }
 
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
-  cl::ParseCommandLineOptions(argc, argv,
-                              "moe-run: run an MoE layer of a compiled folder (moe-compile) or "
-                              "evaluate one of a moe dialect module with the float64 reference "
-                              "evaluator\n");
+  cl::ParseCommandLineOptions(
+      argc, argv,
+      "moe-run: run an MoE layer of a compiled folder (moe-compile) or "
+      "evaluate one of a moe dialect module with the float64 reference "
+      "evaluator\n");
 
   if (llvm::sys::fs::is_directory(modulePath))
     return runCompiled();
   if (weightsDir.empty())
-    return fail("a .mlir module needs --weights-dir (the checkpoint its weights name)");
+    return fail(
+        "a .mlir module needs --weights-dir (the checkpoint its weights name)");
   if (check || benchIterations)
-    return fail("--check and --bench run a compiled folder (moe-compile -o OUT); " +
-                modulePath + " is a module, which moe-run evaluates with the reference "
-                             "evaluator itself");
+    return fail(
+        "--check and --bench run a compiled folder (moe-compile -o OUT); " +
+        modulePath +
+        " is a module, which moe-run evaluates with the reference "
+        "evaluator itself");
   if (device != "cpu")
     return fail("--device applies to compiled folders");
   auto input = readInput(inputPath);
   if (!input)
     return fail(llvm::toString(input.takeError()));
-  FailureOr<reference::Evaluation> result = evaluateModule(modulePath, weightsDir, *input);
+  FailureOr<reference::Evaluation> result =
+      evaluateModule(modulePath, weightsDir, *input);
   if (failed(result))
     return 1;
   if (llvm::Error error = writeOutput(outputPath, *result))

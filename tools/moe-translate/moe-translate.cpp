@@ -18,9 +18,9 @@
 #include <string>
 #include <vector>
 
-/// mlir-translate reads its input as a file; a checkpoint is a folder. For --import-hf,
-/// a folder argument is replaced by the config.json inside it, which the import
-/// translation maps back to its folder.
+/// mlir-translate reads its input as a file; a checkpoint is a folder. For
+/// --import-hf, a folder argument is replaced by the config.json inside it,
+/// which the import translation maps back to its folder.
 static std::vector<std::string> pointFoldersAtConfig(int argc, char **argv) {
   std::vector<std::string> args(argv, argv + argc);
   bool importing = false;
@@ -33,7 +33,8 @@ static std::vector<std::string> pointFoldersAtConfig(int argc, char **argv) {
       ++i; // the output file, not the input
       continue;
     }
-    if (!args[i].empty() && args[i][0] != '-' && llvm::sys::fs::is_directory(args[i])) {
+    if (!args[i].empty() && args[i][0] != '-' &&
+        llvm::sys::fs::is_directory(args[i])) {
       llvm::SmallString<256> config(args[i]);
       llvm::sys::path::append(config, "config.json");
       args[i] = std::string(config);
@@ -52,5 +53,6 @@ int main(int argc, char **argv) {
   for (std::string &arg : args)
     pointers.push_back(arg.data());
   return mlir::failed(mlir::mlirTranslateMain(static_cast<int>(pointers.size()),
-                                              pointers.data(), "moec translation driver\n"));
+                                              pointers.data(),
+                                              "moec translation driver\n"));
 }

@@ -1,16 +1,21 @@
 //===- EmitLayer.cpp - a layer's native entry point, in upstream dialects -===//
 //
 // The generated function, for T tokens of hidden size H, E experts, top-k:
-//   1. route      (parallel over tokens): logits, scores, selection -> topk_ids/weights
-//   2. dispatch   (sequential, O(T k)): per-expert counts, offsets, rows copied in expert order
-//   3. first projection (parallel over expert x column panel): x W1 with bias, row scale
+//   1. route      (parallel over tokens): logits, scores, selection ->
+//   topk_ids/weights
+//   2. dispatch   (sequential, O(T k)): per-expert counts, offsets, rows copied
+//   in expert order
+//   3. first projection (parallel over expert x column panel): x W1 with bias,
+//   row scale
 //      and activation in the micro-kernel's epilogue -> h
-//   4. second projection (parallel over expert x column panel): h W2 + bias -> y
+//   4. second projection (parallel over expert x column panel): h W2 + bias ->
+//   y
 //   5. the shared expert, when there is one: 3 and 4 over all tokens
-//   6. combine    (parallel over tokens): out[t] = shared[t] + sum_j w[t,j] y[row(t,j)]
-// Matmul micro-kernel: a register tile of R rows x P columns (P/16 vectors a row with
-// AVX-512) accumulated over K with one vector load of the packed weight and R broadcasts
-// per step; see WeightPacking.h for the panel layout.
+//   6. combine    (parallel over tokens): out[t] = shared[t] + sum_j w[t,j]
+//   y[row(t,j)]
+// Matmul micro-kernel: a register tile of R rows x P columns (P/16 vectors a
+// row with AVX-512) accumulated over K with one vector load of the packed
+// weight and R broadcasts per step; see WeightPacking.h for the panel layout.
 //
 //===----------------------------------------------------------------------===//
 
@@ -35,54 +40,79 @@ using namespace mlir::moe::cpu;
 
 namespace {
 
-/// Small helpers over an ImplicitLocOpBuilder, so the kernels below read like the loops
-/// they are.
+/// Small helpers over an ImplicitLocOpBuilder, so the kernels below read like
+/// the loops they are.
 struct IR {
   ImplicitLocOpBuilder &b;
 
   Type f32() { return b.getF32Type(); }
   Value idx(int64_t v) { return arith::ConstantIndexOp::create(b, v); }
-  Value f(double v) { return arith::ConstantFloatOp::create(b, b.getF32Type(), llvm::APFloat(float(v))); }
-  Value i32(int64_t v) { return arith::ConstantIntOp::create(b, b.getI32Type(), v); }
+  Value f(double v) {
+    return arith::ConstantFloatOp::create(b, b.getF32Type(),
+                                          llvm::APFloat(float(v)));
+  }
+  Value i32(int64_t v) {
+    return arith::ConstantIntOp::create(b, b.getI32Type(), v);
+  }
   Value add(Value x, Value y) {
-    return isa<FloatType, VectorType>(x.getType()) ? Value(arith::AddFOp::create(b, x, y))
-                                                   : Value(arith::AddIOp::create(b, x, y));
+    return isa<FloatType, VectorType>(x.getType())
+               ? Value(arith::AddFOp::create(b, x, y))
+               : Value(arith::AddIOp::create(b, x, y));
   }
   Value sub(Value x, Value y) {
-    return isa<FloatType, VectorType>(x.getType()) ? Value(arith::SubFOp::create(b, x, y))
-                                                   : Value(arith::SubIOp::create(b, x, y));
+    return isa<FloatType, VectorType>(x.getType())
+               ? Value(arith::SubFOp::create(b, x, y))
+               : Value(arith::SubIOp::create(b, x, y));
   }
   Value mul(Value x, Value y) {
-    return isa<FloatType, VectorType>(x.getType()) ? Value(arith::MulFOp::create(b, x, y))
-                                                   : Value(arith::MulIOp::create(b, x, y));
+    return isa<FloatType, VectorType>(x.getType())
+               ? Value(arith::MulFOp::create(b, x, y))
+               : Value(arith::MulIOp::create(b, x, y));
   }
   Value div(Value x, Value y) { return arith::DivFOp::create(b, x, y); }
   Value maxf(Value x, Value y) { return arith::MaximumFOp::create(b, x, y); }
   Value minf(Value x, Value y) { return arith::MinimumFOp::create(b, x, y); }
   Value exp(Value x) { return math::ExpOp::create(b, x); }
-  Value cmpf(arith::CmpFPredicate p, Value x, Value y) { return arith::CmpFOp::create(b, p, x, y); }
-  Value cmpi(arith::CmpIPredicate p, Value x, Value y) { return arith::CmpIOp::create(b, p, x, y); }
-  Value select(Value c, Value x, Value y) { return arith::SelectOp::create(b, c, x, y); }
+  Value cmpf(arith::CmpFPredicate p, Value x, Value y) {
+    return arith::CmpFOp::create(b, p, x, y);
+  }
+  Value cmpi(arith::CmpIPredicate p, Value x, Value y) {
+    return arith::CmpIOp::create(b, p, x, y);
+  }
+  Value select(Value c, Value x, Value y) {
+    return arith::SelectOp::create(b, c, x, y);
+  }
   Value load(Value m, ValueRange i) { return memref::LoadOp::create(b, m, i); }
-  void store(Value v, Value m, ValueRange i) { memref::StoreOp::create(b, v, m, i); }
-  Value toIndex(Value i32v) { return arith::IndexCastOp::create(b, b.getIndexType(), i32v); }
-  Value toI32(Value index) { return arith::IndexCastOp::create(b, b.getI32Type(), index); }
+  void store(Value v, Value m, ValueRange i) {
+    memref::StoreOp::create(b, v, m, i);
+  }
+  Value toIndex(Value i32v) {
+    return arith::IndexCastOp::create(b, b.getIndexType(), i32v);
+  }
+  Value toI32(Value index) {
+    return arith::IndexCastOp::create(b, b.getI32Type(), index);
+  }
   Value splat(Value scalar, int64_t n) {
-    return vector::BroadcastOp::create(b, VectorType::get({n}, scalar.getType()), scalar);
+    return vector::BroadcastOp::create(
+        b, VectorType::get({n}, scalar.getType()), scalar);
   }
   /// A constant vector<n x f32>.
   Value vf(double v, int64_t n) { return splat(f(v), n); }
   Value sigmoid(Value x) {
-    int64_t n = isa<VectorType>(x.getType()) ? cast<VectorType>(x.getType()).getNumElements() : 0;
+    int64_t n = isa<VectorType>(x.getType())
+                    ? cast<VectorType>(x.getType()).getNumElements()
+                    : 0;
     Value one = n ? vf(1.0, n) : f(1.0);
     return div(one, add(one, exp(arith::NegFOp::create(b, x))));
   }
 
   /// for (iv = lb; iv < ub; iv += step) body(iv, carried) -> results
-  ValueRange forLoop(Value lb, Value ub, Value step, ValueRange init,
-                     function_ref<SmallVector<Value>(IR &, Value, ValueRange)> body) {
+  ValueRange
+  forLoop(Value lb, Value ub, Value step, ValueRange init,
+          function_ref<SmallVector<Value>(IR &, Value, ValueRange)> body) {
     auto loop = scf::ForOp::create(
-        b, lb, ub, step, init, [&](OpBuilder &nested, Location loc, Value iv, ValueRange args) {
+        b, lb, ub, step, init,
+        [&](OpBuilder &nested, Location loc, Value iv, ValueRange args) {
           ImplicitLocOpBuilder ib(loc, nested);
           IR ir{ib};
           SmallVector<Value> results = body(ir, iv, args);
@@ -98,15 +128,17 @@ struct IR {
   }
   void parallel(ValueRange ubs, function_ref<void(IR &, ValueRange)> body) {
     SmallVector<Value> zeros(ubs.size(), idx(0)), ones(ubs.size(), idx(1));
-    scf::ParallelOp::create(b, zeros, ubs, ones,
-                            [&](OpBuilder &nested, Location loc, ValueRange ivs) {
-                              ImplicitLocOpBuilder ib(loc, nested);
-                              IR ir{ib};
-                              body(ir, ivs);
-                            });
+    scf::ParallelOp::create(
+        b, zeros, ubs, ones,
+        [&](OpBuilder &nested, Location loc, ValueRange ivs) {
+          ImplicitLocOpBuilder ib(loc, nested);
+          IR ir{ib};
+          body(ir, ivs);
+        });
   }
   /// if (cond) then() else otherwise(), yielding values of the same types.
-  ValueRange ifElse(Value cond, TypeRange types, function_ref<SmallVector<Value>(IR &)> then,
+  ValueRange ifElse(Value cond, TypeRange types,
+                    function_ref<SmallVector<Value>(IR &)> then,
                     function_ref<SmallVector<Value>(IR &)> otherwise) {
     auto op = scf::IfOp::create(b, types, cond, /*withElseRegion=*/true);
     for (auto [region, fn] : {std::pair{&op.getThenRegion(), then},
@@ -114,7 +146,9 @@ struct IR {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(&region->front());
       if (!region->front().empty())
-        region->front().back().erase(); // the implicit yield of a result-less if
+        region->front()
+            .back()
+            .erase(); // the implicit yield of a result-less if
       SmallVector<Value> results = fn(*this);
       scf::YieldOp::create(b, results);
     }
@@ -128,27 +162,32 @@ struct IR {
   }
 };
 
-/// A memref<shape x element> over `base + byteOffset` (a pointer from the caller): the
-/// descriptor is built in the LLVM dialect and cast to the memref type, a cast the memref
-/// lowering folds away. Only the leading dimension may be dynamic (`leading`).
-Value viewOf(ImplicitLocOpBuilder &b, Value base, int64_t byteOffset, ArrayRef<int64_t> shape,
-             Type element, Value leading = {}) {
+/// A memref<shape x element> over `base + byteOffset` (a pointer from the
+/// caller): the descriptor is built in the LLVM dialect and cast to the memref
+/// type, a cast the memref lowering folds away. Only the leading dimension may
+/// be dynamic (`leading`).
+Value viewOf(ImplicitLocOpBuilder &b, Value base, int64_t byteOffset,
+             ArrayRef<int64_t> shape, Type element, Value leading = {}) {
   MLIRContext *ctx = b.getContext();
   auto i64 = b.getI64Type();
   auto ptr = LLVM::LLVMPointerType::get(ctx);
   int64_t rank = shape.size();
   auto array = LLVM::LLVMArrayType::get(i64, rank);
-  auto descriptor = LLVM::LLVMStructType::getLiteral(ctx, {ptr, ptr, i64, array, array});
+  auto descriptor =
+      LLVM::LLVMStructType::getLiteral(ctx, {ptr, ptr, i64, array, array});
   Value address = base;
   if (byteOffset) {
-    Value offset = LLVM::ConstantOp::create(b, i64, b.getI64IntegerAttr(byteOffset));
-    address = LLVM::GEPOp::create(b, ptr, b.getI8Type(), base, ValueRange{offset});
+    Value offset =
+        LLVM::ConstantOp::create(b, i64, b.getI64IntegerAttr(byteOffset));
+    address =
+        LLVM::GEPOp::create(b, ptr, b.getI8Type(), base, ValueRange{offset});
   }
   Value d = LLVM::PoisonOp::create(b, descriptor);
   d = LLVM::InsertValueOp::create(b, d, address, ArrayRef<int64_t>{0});
   d = LLVM::InsertValueOp::create(b, d, address, ArrayRef<int64_t>{1});
-  d = LLVM::InsertValueOp::create(b, d, LLVM::ConstantOp::create(b, i64, b.getI64IntegerAttr(0)),
-                                  ArrayRef<int64_t>{2});
+  d = LLVM::InsertValueOp::create(
+      b, d, LLVM::ConstantOp::create(b, i64, b.getI64IntegerAttr(0)),
+      ArrayRef<int64_t>{2});
   int64_t stride = 1;
   SmallVector<int64_t> strides(rank);
   for (int64_t dim = rank - 1; dim >= 0; --dim) {
@@ -159,10 +198,12 @@ Value viewOf(ImplicitLocOpBuilder &b, Value base, int64_t byteOffset, ArrayRef<i
   for (int64_t dim = 0; dim < rank; ++dim) {
     Value size = ShapedType::isDynamic(shape[dim])
                      ? leading
-                     : Value(LLVM::ConstantOp::create(b, i64, b.getI64IntegerAttr(shape[dim])));
+                     : Value(LLVM::ConstantOp::create(
+                           b, i64, b.getI64IntegerAttr(shape[dim])));
     d = LLVM::InsertValueOp::create(b, d, size, ArrayRef<int64_t>{3, dim});
     d = LLVM::InsertValueOp::create(
-        b, d, LLVM::ConstantOp::create(b, i64, b.getI64IntegerAttr(strides[dim])),
+        b, d,
+        LLVM::ConstantOp::create(b, i64, b.getI64IntegerAttr(strides[dim])),
         ArrayRef<int64_t>{4, dim});
   }
   auto type = MemRefType::get(shape, element);
@@ -170,10 +211,12 @@ Value viewOf(ImplicitLocOpBuilder &b, Value base, int64_t byteOffset, ArrayRef<i
 }
 
 Type elementTypeOf(ImplicitLocOpBuilder &b, const PackedTensor &t) {
-  return t.dtype == MOE_DTYPE_BF16 ? Type(b.getBF16Type()) : Type(b.getF32Type());
+  return t.dtype == MOE_DTYPE_BF16 ? Type(b.getBF16Type())
+                                   : Type(b.getF32Type());
 }
 
-Value viewTensor(ImplicitLocOpBuilder &b, Value weights, const PackedTensor &t) {
+Value viewTensor(ImplicitLocOpBuilder &b, Value weights,
+                 const PackedTensor &t) {
   return viewOf(b, weights, int64_t(t.offset), t.shape, elementTypeOf(b, t));
 }
 
@@ -185,8 +228,8 @@ Value viewTensor(ImplicitLocOpBuilder &b, Value weights, const PackedTensor &t) 
 
 namespace {
 
-/// The activation of the first projection, on vectors: act(gate) * up, or act(up) when the
-/// expert is ungated (gate null).
+/// The activation of the first projection, on vectors: act(gate) * up, or
+/// act(up) when the expert is ungated (gate null).
 Value activate(IR &ir, FfnAttr ffn, Value gate, Value up) {
   int64_t n = cast<VectorType>(up.getType()).getNumElements();
   auto act = [&](Value x) -> Value {
@@ -194,9 +237,10 @@ Value activate(IR &ir, FfnAttr ffn, Value gate, Value up) {
     case Activation::Silu:
       return ir.mul(x, ir.sigmoid(x));
     case Activation::Gelu:
-      return ir.mul(ir.mul(ir.vf(0.5, n), x),
-                    ir.add(ir.vf(1.0, n),
-                           math::ErfOp::create(ir.b, ir.mul(x, ir.vf(M_SQRT1_2, n)))));
+      return ir.mul(
+          ir.mul(ir.vf(0.5, n), x),
+          ir.add(ir.vf(1.0, n),
+                 math::ErfOp::create(ir.b, ir.mul(x, ir.vf(M_SQRT1_2, n)))));
     case Activation::GeluTanh: {
       Value cube = ir.mul(ir.mul(x, x), x);
       Value inner = ir.mul(ir.vf(std::sqrt(2.0 / M_PI), n),
@@ -215,17 +259,20 @@ Value activate(IR &ir, FfnAttr ffn, Value gate, Value up) {
     return act(up);
   if (ffn.getActivation() != Activation::ClampedSwiglu)
     return ir.mul(act(gate), up);
-  double limit = ffn.getLimit().getValueAsDouble(), alpha = ffn.getAlpha().getValueAsDouble();
+  double limit = ffn.getLimit().getValueAsDouble(),
+         alpha = ffn.getAlpha().getValueAsDouble();
   Value g = ir.minf(gate, ir.vf(limit, n));
   Value u = ir.maxf(ir.minf(up, ir.vf(limit, n)), ir.vf(-limit, n));
-  return ir.mul(ir.mul(ir.add(u, ir.vf(1.0, n)), g), ir.sigmoid(ir.mul(ir.vf(alpha, n), g)));
+  return ir.mul(ir.mul(ir.add(u, ir.vf(1.0, n)), g),
+                ir.sigmoid(ir.mul(ir.vf(alpha, n), g)));
 }
 
-/// Rows [begin, end) of `a` (memref<? x K x f32>) times panel `p` of expert `e` of the
-/// packed `w` (memref<E x panels x K x P x bf16|f32>): each row's P accumulated columns go to
-/// `epilogue(row, vector<P x f32>)`. Register tiles of `tile` rows, then single rows.
-void panelMatmul(IR &ir, Value a, Value w, Value e, Value p, int64_t K, int64_t P,
-                 int64_t tile, Value begin, Value end,
+/// Rows [begin, end) of `a` (memref<? x K x f32>) times panel `p` of expert `e`
+/// of the packed `w` (memref<E x panels x K x P x bf16|f32>): each row's P
+/// accumulated columns go to `epilogue(row, vector<P x f32>)`. Register tiles
+/// of `tile` rows, then single rows.
+void panelMatmul(IR &ir, Value a, Value w, Value e, Value p, int64_t K,
+                 int64_t P, int64_t tile, Value begin, Value end,
                  function_ref<void(IR &, Value, Value)> epilogue) {
   auto wType = cast<MemRefType>(w.getType());
   auto loadType = VectorType::get({P}, wType.getElementType());
@@ -235,14 +282,17 @@ void panelMatmul(IR &ir, Value a, Value w, Value e, Value p, int64_t K, int64_t 
     ir.forLoop(from, to, ir.idx(rows), {}, [&](IR &ir, Value r0, ValueRange) {
       SmallVector<Value> init(rows, ir.vf(0.0, P));
       ValueRange acc = ir.forLoop(
-          ir.idx(0), ir.idx(K), ir.idx(1), init, [&](IR &ir, Value k, ValueRange acc) {
-            Value bv = vector::LoadOp::create(ir.b, loadType, w, ValueRange{e, p, k, zero});
+          ir.idx(0), ir.idx(K), ir.idx(1), init,
+          [&](IR &ir, Value k, ValueRange acc) {
+            Value bv = vector::LoadOp::create(ir.b, loadType, w,
+                                              ValueRange{e, p, k, zero});
             if (loadType != accType)
               bv = arith::ExtFOp::create(ir.b, accType, bv);
             SmallVector<Value> next;
             for (int64_t i = 0; i < rows; ++i) {
               Value av = ir.load(a, {ir.add(r0, ir.idx(i)), k});
-              next.push_back(vector::FMAOp::create(ir.b, ir.splat(av, P), bv, acc[i]));
+              next.push_back(
+                  vector::FMAOp::create(ir.b, ir.splat(av, P), bv, acc[i]));
             }
             return next;
           });
@@ -253,8 +303,9 @@ void panelMatmul(IR &ir, Value a, Value w, Value e, Value p, int64_t K, int64_t 
   };
   // Full tiles, then the remaining rows one by one.
   Value count = ir.sub(end, begin);
-  Value full = ir.add(begin, ir.mul(arith::DivUIOp::create(ir.b, count, ir.idx(tile)),
-                                    ir.idx(tile)));
+  Value full =
+      ir.add(begin, ir.mul(arith::DivUIOp::create(ir.b, count, ir.idx(tile)),
+                           ir.idx(tile)));
   tiles(tile, begin, full);
   tiles(1, full, end);
 }
@@ -275,47 +326,58 @@ FfnViews viewFfn(ImplicitLocOpBuilder &b, Value weights, const PackedFfn &f) {
   return v;
 }
 
-/// Both projections of a feed-forward over the rows [offsets[e], offsets[e+1]) of `a`
-/// (memref<? x H x f32>) for every expert e: h (memref<? x Kpad x f32>) then y
-/// (memref<? x Hpad x f32>). `rowScales` (memref<? x f32>) scales each row's input.
-void emitFfn(IR &ir, const PackedFfn &f, const FfnViews &v, Value a, Value offsets,
-             Value rowScales, Value h, Value y, const KernelShape &shape) {
+/// Both projections of a feed-forward over the rows [offsets[e], offsets[e+1])
+/// of `a` (memref<? x H x f32>) for every expert e: h (memref<? x Kpad x f32>)
+/// then y (memref<? x Hpad x f32>). `rowScales` (memref<? x f32>) scales each
+/// row's input.
+void emitFfn(IR &ir, const PackedFfn &f, const FfnViews &v, Value a,
+             Value offsets, Value rowScales, Value h, Value y,
+             const KernelShape &shape) {
   int64_t P = shape.panelWidth;
-  ir.parallel({ir.idx(f.numExperts), ir.idx(f.panels1)}, [&](IR &ir, ValueRange ivs) {
+  ir.parallel({ir.idx(f.numExperts), ir.idx(f.panels1)}, [&](IR &ir,
+                                                             ValueRange ivs) {
     Value e = ivs[0], p = ivs[1];
-    Value begin = ir.load(offsets, {e}), end = ir.load(offsets, {ir.add(e, ir.idx(1))});
-    panelMatmul(ir, a, v.w1, e, p, f.hidden, P, shape.rowTile, begin, end,
-                [&](IR &ir, Value row, Value acc) {
-                  if (rowScales)
-                    acc = ir.mul(acc, ir.splat(ir.load(rowScales, {row}), P));
-                  if (v.b1)
-                    acc = ir.add(acc, vector::LoadOp::create(
-                                          ir.b, VectorType::get({P}, ir.f32()), v.b1,
-                                          ValueRange{e, ir.mul(p, ir.idx(P))}));
-                  Value out;
-                  int64_t columns = P;
-                  if (f.gated) {
-                    columns = P / 2;
-                    Value gate = vector::ExtractStridedSliceOp::create(ir.b, acc, {0}, {P / 2}, {1});
-                    Value up = vector::ExtractStridedSliceOp::create(ir.b, acc, {P / 2}, {P / 2}, {1});
-                    out = activate(ir, f.ffn, gate, up);
-                  } else {
-                    out = activate(ir, f.ffn, Value(), acc);
-                  }
-                  vector::StoreOp::create(ir.b, out, h,
-                                          ValueRange{row, ir.mul(p, ir.idx(columns))});
-                });
+    Value begin = ir.load(offsets, {e}),
+          end = ir.load(offsets, {ir.add(e, ir.idx(1))});
+    panelMatmul(
+        ir, a, v.w1, e, p, f.hidden, P, shape.rowTile, begin, end,
+        [&](IR &ir, Value row, Value acc) {
+          if (rowScales)
+            acc = ir.mul(acc, ir.splat(ir.load(rowScales, {row}), P));
+          if (v.b1)
+            acc = ir.add(acc, vector::LoadOp::create(
+                                  ir.b, VectorType::get({P}, ir.f32()), v.b1,
+                                  ValueRange{e, ir.mul(p, ir.idx(P))}));
+          Value out;
+          int64_t columns = P;
+          if (f.gated) {
+            columns = P / 2;
+            Value gate = vector::ExtractStridedSliceOp::create(ir.b, acc, {0},
+                                                               {P / 2}, {1});
+            Value up = vector::ExtractStridedSliceOp::create(ir.b, acc, {P / 2},
+                                                             {P / 2}, {1});
+            out = activate(ir, f.ffn, gate, up);
+          } else {
+            out = activate(ir, f.ffn, Value(), acc);
+          }
+          vector::StoreOp::create(ir.b, out, h,
+                                  ValueRange{row, ir.mul(p, ir.idx(columns))});
+        });
   });
-  ir.parallel({ir.idx(f.numExperts), ir.idx(f.panels2)}, [&](IR &ir, ValueRange ivs) {
+  ir.parallel({ir.idx(f.numExperts), ir.idx(f.panels2)}, [&](IR &ir,
+                                                             ValueRange ivs) {
     Value e = ivs[0], p = ivs[1];
-    Value begin = ir.load(offsets, {e}), end = ir.load(offsets, {ir.add(e, ir.idx(1))});
+    Value begin = ir.load(offsets, {e}),
+          end = ir.load(offsets, {ir.add(e, ir.idx(1))});
     panelMatmul(ir, h, v.w2, e, p, f.widthPadded, P, shape.rowTile, begin, end,
                 [&](IR &ir, Value row, Value acc) {
                   if (v.b2)
-                    acc = ir.add(acc, vector::LoadOp::create(
-                                          ir.b, VectorType::get({P}, ir.f32()), v.b2,
-                                          ValueRange{e, ir.mul(p, ir.idx(P))}));
-                  vector::StoreOp::create(ir.b, acc, y, ValueRange{row, ir.mul(p, ir.idx(P))});
+                    acc = ir.add(acc,
+                                 vector::LoadOp::create(
+                                     ir.b, VectorType::get({P}, ir.f32()), v.b2,
+                                     ValueRange{e, ir.mul(p, ir.idx(P))}));
+                  vector::StoreOp::create(
+                      ir.b, acc, y, ValueRange{row, ir.mul(p, ir.idx(P))});
                 });
   });
 }
@@ -328,19 +390,20 @@ int64_t vectorLength(int64_t n) {
   return 1;
 }
 
-/// sum_h x[row, h] * w[wrow, h] for memref<? x H x f32> rows (wrow null: w is 1-D [H]).
+/// sum_h x[row, h] * w[wrow, h] for memref<? x H x f32> rows (wrow null: w is
+/// 1-D [H]).
 Value dot(IR &ir, Value x, Value row, Value w, Value wrow, int64_t H) {
   int64_t V = vectorLength(H);
   auto vt = VectorType::get({V}, ir.f32());
-  Value acc = ir.forLoop(ir.idx(0), ir.idx(H), ir.idx(V), {ir.vf(0.0, V)},
-                         [&](IR &ir, Value h, ValueRange acc) {
-                           Value xv = vector::LoadOp::create(ir.b, vt, x, ValueRange{row, h});
-                           SmallVector<Value> wi = wrow ? SmallVector<Value>{wrow, h}
-                                                        : SmallVector<Value>{h};
-                           Value wv = vector::LoadOp::create(ir.b, vt, w, wi);
-                           return SmallVector<Value>{
-                               vector::FMAOp::create(ir.b, xv, wv, acc[0])};
-                         })[0];
+  Value acc = ir.forLoop(
+      ir.idx(0), ir.idx(H), ir.idx(V), {ir.vf(0.0, V)},
+      [&](IR &ir, Value h, ValueRange acc) {
+        Value xv = vector::LoadOp::create(ir.b, vt, x, ValueRange{row, h});
+        SmallVector<Value> wi =
+            wrow ? SmallVector<Value>{wrow, h} : SmallVector<Value>{h};
+        Value wv = vector::LoadOp::create(ir.b, vt, w, wi);
+        return SmallVector<Value>{vector::FMAOp::create(ir.b, xv, wv, acc[0])};
+      })[0];
   return vector::ReductionOp::create(ir.b, vector::CombiningKind::ADD, acc);
 }
 
@@ -352,15 +415,16 @@ Value dot(IR &ir, Value x, Value row, Value w, Value wrow, int64_t H) {
 
 namespace {
 
-/// One token's routing, written as straight-line code over k (a compile-time constant) with
-/// loops over the E experts.
+/// One token's routing, written as straight-line code over k (a compile-time
+/// constant) with loops over the E experts.
 class RoutingEmitter {
 public:
   RoutingEmitter(IR &ir, RoutingAttr routing, int64_t experts)
       : ir(ir), routing(routing), E(experts), k(routing.getK()) {}
 
-  /// Fills ids[k] (index, -1 for unused slots) and weights[k] from `logits` (memref<E x f32>),
-  /// with `correction` (memref<E x f32>) added to the scores only to choose.
+  /// Fills ids[k] (index, -1 for unused slots) and weights[k] from `logits`
+  /// (memref<E x f32>), with `correction` (memref<E x f32>) added to the scores
+  /// only to choose.
   void emit(Value logits, Value correction, SmallVector<Value> &ids,
             SmallVector<Value> &weights) {
     Value taken = stackArray(E, ir.b.getI1Type());
@@ -416,13 +480,16 @@ private:
   }
   void clear(Value flags) {
     Value no = arith::ConstantIntOp::create(ir.b, ir.b.getI1Type(), 0);
-    ir.forLoop(ir.idx(0), ir.idx(E), [&](IR &ir, Value e) { ir.store(no, flags, {e}); });
+    ir.forLoop(ir.idx(0), ir.idx(E),
+               [&](IR &ir, Value e) { ir.store(no, flags, {e}); });
   }
 
-  /// The untaken expert with the largest value (the lowest id on ties), marked taken.
+  /// The untaken expert with the largest value (the lowest id on ties), marked
+  /// taken.
   std::pair<Value, Value> pickBest(Value values, Value taken) {
     Value negInf = ir.f(-std::numeric_limits<float>::infinity());
-    // (id, value, found): `found` keeps the first untaken expert even if its value is -inf.
+    // (id, value, found): `found` keeps the first untaken expert even if its
+    // value is -inf.
     Value no = arith::ConstantIntOp::create(ir.b, ir.b.getI1Type(), 0);
     ValueRange result = ir.forLoop(
         ir.idx(0), ir.idx(E), ir.idx(1), {ir.idx(0), negInf, no},
@@ -433,28 +500,33 @@ private:
               arith::ConstantIntOp::create(ir.b, ir.b.getI1Type(), 1));
           Value better = arith::OrIOp::create(
               ir.b, ir.cmpf(arith::CmpFPredicate::OGT, v, acc[1]),
-              arith::XOrIOp::create(ir.b, acc[2],
-                                    arith::ConstantIntOp::create(ir.b, ir.b.getI1Type(), 1)));
+              arith::XOrIOp::create(
+                  ir.b, acc[2],
+                  arith::ConstantIntOp::create(ir.b, ir.b.getI1Type(), 1)));
           Value take = arith::AndIOp::create(ir.b, free, better);
-          return SmallVector<Value>{ir.select(take, e, acc[0]), ir.select(take, v, acc[1]),
+          return SmallVector<Value>{ir.select(take, e, acc[0]),
+                                    ir.select(take, v, acc[1]),
                                     arith::OrIOp::create(ir.b, acc[2], take)};
         });
-    ir.store(arith::ConstantIntOp::create(ir.b, ir.b.getI1Type(), 1), taken, {result[0]});
+    ir.store(arith::ConstantIntOp::create(ir.b, ir.b.getI1Type(), 1), taken,
+             {result[0]});
     return {result[0], result[1]};
   }
 
-  void scoreThenSelect(Value logits, Value correction, Value taken, SmallVector<Value> &ids,
-                       SmallVector<Value> &weights) {
+  void scoreThenSelect(Value logits, Value correction, Value taken,
+                       SmallVector<Value> &ids, SmallVector<Value> &weights) {
     Value scores = stackArray(E, ir.f32()), choice = stackArray(E, ir.f32());
     if (routing.getScoring() == ScoringFunc::Softmax) {
       Value negInf = ir.f(-std::numeric_limits<float>::infinity());
       Value max = ir.forLoop(ir.idx(0), ir.idx(E), ir.idx(1), {negInf},
                              [&](IR &ir, Value e, ValueRange m) {
-                               return SmallVector<Value>{ir.maxf(m[0], ir.load(logits, {e}))};
+                               return SmallVector<Value>{
+                                   ir.maxf(m[0], ir.load(logits, {e}))};
                              })[0];
       Value sum = ir.forLoop(ir.idx(0), ir.idx(E), ir.idx(1), {ir.f(0.0)},
                              [&](IR &ir, Value e, ValueRange s) {
-                               Value x = ir.exp(ir.sub(ir.load(logits, {e}), max));
+                               Value x =
+                                   ir.exp(ir.sub(ir.load(logits, {e}), max));
                                ir.store(x, scores, {e});
                                return SmallVector<Value>{ir.add(s[0], x)};
                              })[0];
@@ -487,8 +559,8 @@ private:
         ids.push_back(ir.select(active, id, ir.idx(-1)));
         weights.push_back(ir.select(active, score, ir.f(0.0)));
         mass = ir.add(mass, ir.select(active, score, ir.f(0.0)));
-        active = arith::AndIOp::create(ir.b, active,
-                                       ir.cmpf(arith::CmpFPredicate::OLT, mass, threshold));
+        active = arith::AndIOp::create(
+            ir.b, active, ir.cmpf(arith::CmpFPredicate::OLT, mass, threshold));
       }
       return;
     }
@@ -506,17 +578,18 @@ private:
     Value groupScores = stackArray(groups, ir.f32());
     Value negInf = ir.f(-std::numeric_limits<float>::infinity());
     for (int64_t g = 0; g < groups; ++g) {
-      ValueRange best = ir.forLoop(
-          ir.idx(g * size), ir.idx((g + 1) * size), ir.idx(1), {negInf, negInf},
-          [&](IR &ir, Value e, ValueRange acc) {
-            Value v = ir.load(choice, {e});
-            Value first = ir.maxf(acc[0], v);
-            // The second largest: the larger of the old second and whichever of (old
-            // first, v) did not become the first.
-            Value second = ir.maxf(acc[1], ir.minf(acc[0], v));
-            return SmallVector<Value>{first, second};
-          });
-      ir.store(top2 ? ir.add(best[0], best[1]) : best[0], groupScores, {ir.idx(g)});
+      ValueRange best =
+          ir.forLoop(ir.idx(g * size), ir.idx((g + 1) * size), ir.idx(1),
+                     {negInf, negInf}, [&](IR &ir, Value e, ValueRange acc) {
+                       Value v = ir.load(choice, {e});
+                       Value first = ir.maxf(acc[0], v);
+                       // The second largest: the larger of the old second and
+                       // whichever of (old first, v) did not become the first.
+                       Value second = ir.maxf(acc[1], ir.minf(acc[0], v));
+                       return SmallVector<Value>{first, second};
+                     });
+      ir.store(top2 ? ir.add(best[0], best[1]) : best[0], groupScores,
+               {ir.idx(g)});
     }
     Value keptGroups = stackArray(groups, ir.b.getI1Type());
     Value no = arith::ConstantIntOp::create(ir.b, ir.b.getI1Type(), 0);
@@ -540,15 +613,19 @@ private:
     Value twoEps = ir.f(2.0 * routing.getEpsilon().getValueAsDouble());
     for (int64_t round = 0; round < 2; ++round) {
       auto [id, top] = pickBest(logits, taken);
-      // 1 / sum over unmasked (and, in round 2, not the first choice) of exp(s_j - top).
+      // 1 / sum over unmasked (and, in round 2, not the first choice) of
+      // exp(s_j - top).
       Value sum = ir.forLoop(
-          ir.idx(0), ir.idx(E), ir.idx(1), {ir.f(0.0)}, [&](IR &ir, Value e, ValueRange acc) {
+          ir.idx(0), ir.idx(E), ir.idx(1), {ir.f(0.0)},
+          [&](IR &ir, Value e, ValueRange acc) {
             Value s = ir.load(logits, {e});
             Value factor = ir.maxf(math::AbsFOp::create(ir.b, s), top);
             Value masked = ir.cmpf(arith::CmpFPredicate::OGT,
                                    ir.div(ir.sub(top, s), factor), twoEps);
-            Value excluded = round == 1 ? ir.cmpi(arith::CmpIPredicate::eq, e, ids[0])
-                                        : arith::ConstantIntOp::create(ir.b, ir.b.getI1Type(), 0);
+            Value excluded =
+                round == 1
+                    ? ir.cmpi(arith::CmpIPredicate::eq, e, ids[0])
+                    : arith::ConstantIntOp::create(ir.b, ir.b.getI1Type(), 0);
             Value skip = arith::OrIOp::create(ir.b, masked, excluded);
             Value term = ir.select(skip, ir.f(0.0), ir.exp(ir.sub(s, top)));
             return SmallVector<Value>{ir.add(acc[0], term)};
@@ -570,17 +647,20 @@ private:
 //===----------------------------------------------------------------------===//
 
 LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
-                                     const PackedLayer &packed, const KernelShape &shape) {
+                                     const PackedLayer &packed,
+                                     const KernelShape &shape) {
   MLIRContext *ctx = module.getContext();
-  ctx->loadDialect<arith::ArithDialect, func::FuncDialect, LLVM::LLVMDialect, math::MathDialect,
-                   memref::MemRefDialect, scf::SCFDialect, vector::VectorDialect>();
+  ctx->loadDialect<arith::ArithDialect, func::FuncDialect, LLVM::LLVMDialect,
+                   math::MathDialect, memref::MemRefDialect, scf::SCFDialect,
+                   vector::VectorDialect>();
   ImplicitLocOpBuilder b(func::FuncOp(plan.function).getLoc(), ctx);
   b.setInsertionPointToEnd(module.getBody());
   IR ir{b};
 
   auto ptr = LLVM::LLVMPointerType::get(ctx);
   Type i64 = b.getI64Type();
-  // void moe_layer_L(const float *hidden, int64_t tokens, float *output, int32_t *topk_ids,
+  // void moe_layer_L(const float *hidden, int64_t tokens, float *output,
+  // int32_t *topk_ids,
   //                  float *topk_weights, const uint8_t *weights)
   auto function = func::FuncOp::create(
       b, "moe_layer_" + std::to_string(plan.layerIndex),
@@ -591,11 +671,12 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
         outPtr = entry->getArgument(2), idsPtr = entry->getArgument(3),
         weightsOutPtr = entry->getArgument(4), weights = entry->getArgument(5);
 
-  int64_t H = plan.hidden, E = plan.numExperts, k = plan.topK, P = shape.panelWidth;
+  int64_t H = plan.hidden, E = plan.numExperts, k = plan.topK,
+          P = shape.panelWidth;
   int64_t dyn = ShapedType::kDynamic;
   Value T = arith::IndexCastOp::create(b, b.getIndexType(), tokens64);
-  Value slots64 = arith::MulIOp::create(b, tokens64,
-                                        arith::ConstantIntOp::create(b, i64, k));
+  Value slots64 = arith::MulIOp::create(
+      b, tokens64, arith::ConstantIntOp::create(b, i64, k));
   Value slots = ir.mul(T, ir.idx(k));
   Type f32 = b.getF32Type();
   Value x = viewOf(b, hiddenPtr, 0, {dyn, H}, f32, tokens64);
@@ -603,11 +684,16 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
   Value ids = viewOf(b, idsPtr, 0, {dyn}, b.getI32Type(), slots64);
   Value topkWeights = viewOf(b, weightsOutPtr, 0, {dyn}, f32, slots64);
   Value router = viewTensor(b, weights, *packed.router);
-  Value routerBias = packed.routerBias ? viewTensor(b, weights, *packed.routerBias) : Value();
-  Value correction =
-      packed.correctionBias ? viewTensor(b, weights, *packed.correctionBias) : Value();
-  Value sharedGate = packed.sigmoidGate ? viewTensor(b, weights, *packed.sigmoidGate) : Value();
-  auto alloc = [&](ArrayRef<int64_t> shape, Type type, ValueRange sizes) -> Value {
+  Value routerBias =
+      packed.routerBias ? viewTensor(b, weights, *packed.routerBias) : Value();
+  Value correction = packed.correctionBias
+                         ? viewTensor(b, weights, *packed.correctionBias)
+                         : Value();
+  Value sharedGate = packed.sigmoidGate
+                         ? viewTensor(b, weights, *packed.sigmoidGate)
+                         : Value();
+  auto alloc = [&](ArrayRef<int64_t> shape, Type type,
+                   ValueRange sizes) -> Value {
     return memref::AllocOp::create(b, MemRefType::get(shape, type), sizes);
   };
   Value gateValues = sharedGate ? alloc({dyn}, f32, {T}) : Value();
@@ -623,39 +709,49 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
       ir.store(logit, logits, {e});
     });
     SmallVector<Value> chosen, chosenWeights;
-    RoutingEmitter(ir, plan.routing, E).emit(logits, correction, chosen, chosenWeights);
+    RoutingEmitter(ir, plan.routing, E)
+        .emit(logits, correction, chosen, chosenWeights);
     for (int64_t j = 0; j < k; ++j) {
       Value slot = ir.add(ir.mul(t, ir.idx(k)), ir.idx(j));
       ir.store(ir.toI32(chosen[j]), ids, {slot});
       ir.store(chosenWeights[j], topkWeights, {slot});
     }
     if (sharedGate)
-      ir.store(ir.sigmoid(dot(ir, x, t, sharedGate, ir.idx(0), H)), gateValues, {t}); // [1, H]
+      ir.store(ir.sigmoid(dot(ir, x, t, sharedGate, ir.idx(0), H)), gateValues,
+               {t}); // [1, H]
   });
 
-  // 2. Dispatch: count per expert (up to the capacity), offsets, then place the rows.
-  Value counts = memref::AllocaOp::create(b, MemRefType::get({E + 1}, b.getIndexType()));
-  Value offsets = memref::AllocaOp::create(b, MemRefType::get({E + 1}, b.getIndexType()));
-  ir.forLoop(ir.idx(0), ir.idx(E + 1), [&](IR &ir, Value e) { ir.store(ir.idx(0), counts, {e}); });
+  // 2. Dispatch: count per expert (up to the capacity), offsets, then place the
+  // rows.
+  Value counts =
+      memref::AllocaOp::create(b, MemRefType::get({E + 1}, b.getIndexType()));
+  Value offsets =
+      memref::AllocaOp::create(b, MemRefType::get({E + 1}, b.getIndexType()));
+  ir.forLoop(ir.idx(0), ir.idx(E + 1),
+             [&](IR &ir, Value e) { ir.store(ir.idx(0), counts, {e}); });
   Value capacity = slots;
   if (plan.capacityFactor) {
     // ceil(c * T * k / E), as the reference evaluator computes it.
-    Value exact = ir.div(ir.mul(arith::ConstantFloatOp::create(b, b.getF64Type(),
-                                                               llvm::APFloat(*plan.capacityFactor)),
-                                arith::UIToFPOp::create(b, b.getF64Type(), slots64)),
-                         arith::ConstantFloatOp::create(b, b.getF64Type(), llvm::APFloat(double(E))));
+    Value exact = ir.div(
+        ir.mul(arith::ConstantFloatOp::create(
+                   b, b.getF64Type(), llvm::APFloat(*plan.capacityFactor)),
+               arith::UIToFPOp::create(b, b.getF64Type(), slots64)),
+        arith::ConstantFloatOp::create(b, b.getF64Type(),
+                                       llvm::APFloat(double(E))));
     capacity = arith::IndexCastOp::create(
         b, b.getIndexType(),
         arith::FPToSIOp::create(b, i64, math::CeilOp::create(b, exact)));
   }
-  // rank[s]: the slot's position among its expert's rows, or -1 when unused or dropped.
+  // rank[s]: the slot's position among its expert's rows, or -1 when unused or
+  // dropped.
   Value rank = alloc({dyn}, b.getIndexType(), {slots});
   ir.forLoop(ir.idx(0), slots, [&](IR &ir, Value s) {
     Value expert = ir.load(ids, {s});
     Value valid = ir.cmpi(arith::CmpIPredicate::sge, expert, ir.i32(0));
     Value e = ir.select(valid, ir.toIndex(expert), ir.idx(E));
     Value count = ir.load(counts, {e});
-    Value keep = arith::AndIOp::create(ir.b, valid, ir.cmpi(arith::CmpIPredicate::ult, count, capacity));
+    Value keep = arith::AndIOp::create(
+        ir.b, valid, ir.cmpi(arith::CmpIPredicate::ult, count, capacity));
     ir.store(ir.select(keep, ir.add(count, ir.idx(1)), count), counts, {e});
     ir.store(ir.select(keep, count, ir.idx(-1)), rank, {s});
   });
@@ -666,7 +762,8 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
   });
   // N = T * k rows at most; rows past offsets[E] stay unused.
   Value permuted = alloc({dyn, H}, f32, {slots});
-  Value rowScales = plan.weightsScaleInput ? alloc({dyn}, f32, {slots}) : Value();
+  Value rowScales =
+      plan.weightsScaleInput ? alloc({dyn}, f32, {slots}) : Value();
   int64_t V = vectorLength(H);
   auto vt = VectorType::get({V}, f32);
   ir.parallel({slots}, [&](IR &ir, ValueRange ivs) {
@@ -677,11 +774,13 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
       Value row = ir.add(ir.load(offsets, {e}), r);
       ir.store(row, rank, {s}); // from now on: the slot's row
       Value t = arith::DivUIOp::create(ir.b, s, ir.idx(k));
-      ir.forLoop(ir.idx(0), ir.idx(H), ir.idx(V), {}, [&](IR &ir, Value h, ValueRange) {
-        Value v = vector::LoadOp::create(ir.b, vt, x, ValueRange{t, h});
-        vector::StoreOp::create(ir.b, v, permuted, ValueRange{row, h});
-        return SmallVector<Value>();
-      });
+      ir.forLoop(
+          ir.idx(0), ir.idx(H), ir.idx(V), {},
+          [&](IR &ir, Value h, ValueRange) {
+            Value v = vector::LoadOp::create(ir.b, vt, x, ValueRange{t, h});
+            vector::StoreOp::create(ir.b, v, permuted, ValueRange{row, h});
+            return SmallVector<Value>();
+          });
       if (rowScales)
         ir.store(ir.load(topkWeights, {s}), rowScales, {row});
     });
@@ -691,49 +790,58 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
   const PackedFfn &experts = packed.experts;
   Value h = alloc({dyn, experts.widthPadded}, f32, {slots});
   Value y = alloc({dyn, experts.hiddenPadded}, f32, {slots});
-  emitFfn(ir, experts, viewFfn(b, weights, experts), permuted, offsets, rowScales, h, y, shape);
+  emitFfn(ir, experts, viewFfn(b, weights, experts), permuted, offsets,
+          rowScales, h, y, shape);
 
   // 5. The shared expert: one group holding every token.
   Value sharedOut;
   if (packed.shared) {
     const PackedFfn &shared = *packed.shared;
-    Value bounds = memref::AllocaOp::create(b, MemRefType::get({2}, b.getIndexType()));
+    Value bounds =
+        memref::AllocaOp::create(b, MemRefType::get({2}, b.getIndexType()));
     ir.store(ir.idx(0), bounds, {ir.idx(0)});
     ir.store(T, bounds, {ir.idx(1)});
     Value sh = alloc({dyn, shared.widthPadded}, f32, {T});
     sharedOut = alloc({dyn, shared.hiddenPadded}, f32, {T});
-    emitFfn(ir, shared, viewFfn(b, weights, shared), x, bounds, Value(), sh, sharedOut, shape);
+    emitFfn(ir, shared, viewFfn(b, weights, shared), x, bounds, Value(), sh,
+            sharedOut, shape);
     memref::DeallocOp::create(b, sh);
   }
 
-  // 6. Combine, one token per iteration: the shared expert's output, then the experts'.
+  // 6. Combine, one token per iteration: the shared expert's output, then the
+  // experts'.
   bool unweighted = plan.weightsScaleInput;
   ir.parallel({T}, [&](IR &ir, ValueRange ivs) {
     Value t = ivs[0];
     Value gate = gateValues ? ir.load(gateValues, {t}) : Value();
-    ir.forLoop(ir.idx(0), ir.idx(H), ir.idx(V), {}, [&](IR &ir, Value hIdx, ValueRange) {
-      Value acc = ir.vf(0.0, V);
-      if (sharedOut) {
-        acc = vector::LoadOp::create(ir.b, vt, sharedOut, ValueRange{t, hIdx});
-        if (gate)
-          acc = ir.mul(acc, ir.splat(gate, V));
-      }
-      for (int64_t j = 0; j < k; ++j) {
-        Value s = ir.add(ir.mul(t, ir.idx(k)), ir.idx(j));
-        Value row = ir.load(rank, {s});
-        Value used = ir.cmpi(arith::CmpIPredicate::sge, row, ir.idx(0));
-        acc = ir.ifElse(used, {vt},
-                        [&](IR &ir) -> SmallVector<Value> {
-                          Value yv = vector::LoadOp::create(ir.b, vt, y, ValueRange{row, hIdx});
-                          if (!unweighted)
-                            yv = ir.mul(yv, ir.splat(ir.load(topkWeights, {s}), V));
-                          return {ir.add(acc, yv)};
-                        },
-                        [&](IR &) -> SmallVector<Value> { return {acc}; })[0];
-      }
-      vector::StoreOp::create(ir.b, acc, out, ValueRange{t, hIdx});
-      return SmallVector<Value>();
-    });
+    ir.forLoop(
+        ir.idx(0), ir.idx(H), ir.idx(V), {},
+        [&](IR &ir, Value hIdx, ValueRange) {
+          Value acc = ir.vf(0.0, V);
+          if (sharedOut) {
+            acc = vector::LoadOp::create(ir.b, vt, sharedOut,
+                                         ValueRange{t, hIdx});
+            if (gate)
+              acc = ir.mul(acc, ir.splat(gate, V));
+          }
+          for (int64_t j = 0; j < k; ++j) {
+            Value s = ir.add(ir.mul(t, ir.idx(k)), ir.idx(j));
+            Value row = ir.load(rank, {s});
+            Value used = ir.cmpi(arith::CmpIPredicate::sge, row, ir.idx(0));
+            acc = ir.ifElse(
+                used, {vt},
+                [&](IR &ir) -> SmallVector<Value> {
+                  Value yv = vector::LoadOp::create(ir.b, vt, y,
+                                                    ValueRange{row, hIdx});
+                  if (!unweighted)
+                    yv = ir.mul(yv, ir.splat(ir.load(topkWeights, {s}), V));
+                  return {ir.add(acc, yv)};
+                },
+                [&](IR &) -> SmallVector<Value> { return {acc}; })[0];
+          }
+          vector::StoreOp::create(ir.b, acc, out, ValueRange{t, hIdx});
+          return SmallVector<Value>();
+        });
   });
 
   for (Value buffer : {rank, permuted, h, y})
@@ -751,14 +859,15 @@ void cpu::emitWeightsHash(ModuleOp module, llvm::StringRef hash) {
   b.setInsertionPointToStart(module.getBody());
   std::string value = hash.str() + '\0';
   auto type = LLVM::LLVMArrayType::get(b.getI8Type(), value.size());
-  LLVM::GlobalOp::create(b, module.getLoc(), type, /*isConstant=*/true, LLVM::Linkage::External,
-                         "moe_weights_hash", b.getStringAttr(value));
+  LLVM::GlobalOp::create(b, module.getLoc(), type, /*isConstant=*/true,
+                         LLVM::Linkage::External, "moe_weights_hash",
+                         b.getStringAttr(value));
 }
 
 LogicalResult cpu::lowerToLLVMDialect(ModuleOp module) {
-  // scf.parallel -> OpenMP first, so the outlined regions are still structured; the memref
-  // lowering runs before scf -> cf (the OpenMP conversion leaves alloca scopes that need
-  // structured control flow around them).
+  // scf.parallel -> OpenMP first, so the outlined regions are still structured;
+  // the memref lowering runs before scf -> cf (the OpenMP conversion leaves
+  // alloca scopes that need structured control flow around them).
   const char *pipeline =
       "convert-scf-to-openmp, canonicalize, cse, "
       "convert-vector-to-scf{full-unroll=true}, lower-affine, "

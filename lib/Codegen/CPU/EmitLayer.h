@@ -1,8 +1,10 @@
-//===- EmitLayer.h - a layer's native entry point, in upstream dialects -*- C++ -*-===//
+//===- EmitLayer.h - a layer's native entry point, in upstream dialects -*- C++
+//-*-===//
 //
-// Builds `moe_layer_<L>` (runtime/FORMAT.md's ABI) from a LayerPlan and the packed weights:
-// routing, dispatch, the two grouped expert projections and the combine as scf/memref/vector/
-// arith/math IR, ready for upstream's lowering to the LLVM dialect.
+// Builds `moe_layer_<L>` (runtime/FORMAT.md's ABI) from a LayerPlan and the
+// packed weights: routing, dispatch, the two grouped expert projections and the
+// combine as scf/memref/vector/ arith/math IR, ready for upstream's lowering to
+// the LLVM dialect.
 //
 //===----------------------------------------------------------------------===//
 
@@ -17,7 +19,8 @@
 namespace mlir::moe::cpu {
 
 struct KernelShape {
-  /// Output columns per panel (the packed weights' P): 64 with AVX-512, 32 otherwise.
+  /// Output columns per panel (the packed weights' P): 64 with AVX-512, 32
+  /// otherwise.
   int64_t panelWidth = 64;
   /// Rows per register tile of the matmul micro-kernel.
   int64_t rowTile = 4;
@@ -25,12 +28,15 @@ struct KernelShape {
 
 /// Adds `moe_layer_<L>` to `module` (before any lowering).
 LogicalResult emitLayerFunction(ModuleOp module, const LayerPlan &plan,
-                                const PackedLayer &packed, const KernelShape &shape);
+                                const PackedLayer &packed,
+                                const KernelShape &shape);
 
-/// Adds `moe_weights_hash`: the NUL-terminated hex hash runtime/FORMAT.md asks for.
+/// Adds `moe_weights_hash`: the NUL-terminated hex hash runtime/FORMAT.md asks
+/// for.
 void emitWeightsHash(ModuleOp module, llvm::StringRef hash);
 
-/// Lowers everything emitLayerFunction built to the LLVM dialect, OpenMP for parallel loops.
+/// Lowers everything emitLayerFunction built to the LLVM dialect, OpenMP for
+/// parallel loops.
 LogicalResult lowerToLLVMDialect(ModuleOp module);
 
 } // namespace mlir::moe::cpu

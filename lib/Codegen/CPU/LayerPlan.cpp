@@ -9,8 +9,9 @@ using namespace mlir;
 using namespace mlir::moe;
 using namespace mlir::moe::cpu;
 
-static FfnPlan ffnPlan(FfnAttr ffn, Value gate, Value up, Value down, Value gateBias,
-                       Value upBias, Value downBias, bool stacked) {
+static FfnPlan ffnPlan(FfnAttr ffn, Value gate, Value up, Value down,
+                       Value gateBias, Value upBias, Value downBias,
+                       bool stacked) {
   FfnPlan plan{ffn, gate, up, down, gateBias, upBias, downBias};
   auto upType = cast<RankedTensorType>(up.getType());
   plan.stacked = stacked;
@@ -27,16 +28,19 @@ FailureOr<LayerPlan> cpu::buildLayerPlan(func::FuncOp function) {
     plan.layerIndex = index.getInt();
   else if (!function.getName().starts_with("layer_") ||
            function.getName().drop_front(6).getAsInteger(10, plan.layerIndex))
-    return function.emitOpError()
-           << "has no moe.layer_index and is not named @layer_<N>; the CPU code generator "
-              "needs the layer index";
+    return function.emitOpError() << "has no moe.layer_index and is not named "
+                                     "@layer_<N>; the CPU code generator "
+                                     "needs the layer index";
 
   FunctionType type = function.getFunctionType();
-  auto input = type.getNumInputs() == 1 ? dyn_cast<RankedTensorType>(type.getInput(0))
-                                        : RankedTensorType();
-  if (!input || input.getRank() != 2 || input.isDynamicDim(1) || type.getNumResults() != 1)
-    return function.emitOpError() << "must take one [tokens, hidden] tensor with a static "
-                                     "hidden size and return one";
+  auto input = type.getNumInputs() == 1
+                   ? dyn_cast<RankedTensorType>(type.getInput(0))
+                   : RankedTensorType();
+  if (!input || input.getRank() != 2 || input.isDynamicDim(1) ||
+      type.getNumResults() != 1)
+    return function.emitOpError()
+           << "must take one [tokens, hidden] tensor with a static "
+              "hidden size and return one";
   plan.hidden = input.getDimSize(1);
 
   RouteOp route;
@@ -47,8 +51,9 @@ FailureOr<LayerPlan> cpu::buildLayerPlan(func::FuncOp function) {
   for (Operation &op : function.getBody().front()) {
     auto once = [&](auto &slot, auto typed) -> LogicalResult {
       if (slot)
-        return op.emitOpError() << "appears twice in one layer; the CPU code generator "
-                                   "handles one routed MoE block per layer function";
+        return op.emitOpError()
+               << "appears twice in one layer; the CPU code generator "
+                  "handles one routed MoE block per layer function";
       slot = typed;
       return success();
     };
@@ -64,19 +69,22 @@ FailureOr<LayerPlan> cpu::buildLayerPlan(func::FuncOp function) {
     else if (auto c = dyn_cast<CombineOp>(op))
       result = once(combine, c);
     else if (isa<LayerOp>(op))
-      return op.emitOpError() << "must be decomposed (moe-decompose) before CPU code generation";
-    else if (!isa<WeightOp, DequantizeOp, tensor::ConcatOp, arith::ConstantOp, func::ReturnOp>(
-                 op))
+      return op.emitOpError()
+             << "must be decomposed (moe-decompose) before CPU code generation";
+    else if (!isa<WeightOp, DequantizeOp, tensor::ConcatOp, arith::ConstantOp,
+                  func::ReturnOp>(op))
       return op.emitOpError() << "is not supported by the CPU code generator";
     if (failed(result))
       return failure();
   }
   if (!route || !dispatch || !experts || !combine)
-    return function.emitOpError() << "needs moe.route, moe.dispatch, moe.experts and "
-                                     "moe.combine for CPU code generation";
+    return function.emitOpError()
+           << "needs moe.route, moe.dispatch, moe.experts and "
+              "moe.combine for CPU code generation";
 
-  // The chain must be the one moe-decompose builds: the dispatch permutes the function's
-  // input by the router's choice, the experts consume the dispatch, the combine gathers.
+  // The chain must be the one moe-decompose builds: the dispatch permutes the
+  // function's input by the router's choice, the experts consume the dispatch,
+  // the combine gathers.
   Value arg = function.getArgument(0);
   if (route.getInput() != arg || dispatch.getInput() != arg ||
       dispatch.getTopkIds() != route.getTopkIds() ||
@@ -86,33 +94,41 @@ FailureOr<LayerPlan> cpu::buildLayerPlan(func::FuncOp function) {
       combine.getExpertOutputs() != experts.getResult() ||
       combine.getSourceSlots() != dispatch.getSourceSlots() ||
       combine.getTopkWeights() != route.getTopkWeights() ||
-      (experts.getRowScales() && experts.getRowScales() != dispatch.getPermutedWeights()) ||
-      (shared && (shared.getInput() != arg || combine.getAddend() != shared.getResult())) ||
+      (experts.getRowScales() &&
+       experts.getRowScales() != dispatch.getPermutedWeights()) ||
+      (shared && (shared.getInput() != arg ||
+                  combine.getAddend() != shared.getResult())) ||
       (!shared && combine.getAddend()))
-    return combine.emitOpError() << "is not fed by the route -> dispatch -> experts chain of "
-                                    "its layer; the CPU code generator needs that chain";
-  auto returnOp = cast<func::ReturnOp>(function.getBody().front().getTerminator());
+    return combine.emitOpError()
+           << "is not fed by the route -> dispatch -> experts chain of "
+              "its layer; the CPU code generator needs that chain";
+  auto returnOp =
+      cast<func::ReturnOp>(function.getBody().front().getTerminator());
   if (returnOp.getOperand(0) != combine.getResult())
     return returnOp.emitOpError() << "must return the combine's result";
   if (bool(experts.getRowScales()) != combine.getUnweighted())
-    return combine.emitOpError() << "must be unweighted exactly when the experts scale their "
-                                    "input by the routing weight";
+    return combine.emitOpError()
+           << "must be unweighted exactly when the experts scale their "
+              "input by the routing weight";
 
   plan.routing = route.getRouting();
   plan.routerWeight = route.getGateWeight();
   plan.routerBias = route.getBias();
   plan.correctionBias = route.getCorrectionBias();
-  plan.numExperts = cast<RankedTensorType>(plan.routerWeight.getType()).getDimSize(0);
+  plan.numExperts =
+      cast<RankedTensorType>(plan.routerWeight.getType()).getDimSize(0);
   plan.topK = plan.routing.getK();
   if (FloatAttr capacity = dispatch.getCapacityFactorAttr())
     plan.capacityFactor = capacity.getValueAsDouble();
-  plan.experts = ffnPlan(experts.getFfn(), experts.getGateProj(), experts.getUpProj(),
-                         experts.getDownProj(), experts.getGateBias(), experts.getUpBias(),
-                         experts.getDownBias(), /*stacked=*/true);
+  plan.experts =
+      ffnPlan(experts.getFfn(), experts.getGateProj(), experts.getUpProj(),
+              experts.getDownProj(), experts.getGateBias(), experts.getUpBias(),
+              experts.getDownBias(), /*stacked=*/true);
   plan.weightsScaleInput = bool(experts.getRowScales());
   if (shared) {
-    plan.shared = ffnPlan(shared.getFfn(), shared.getGateProj(), shared.getUpProj(),
-                          shared.getDownProj(), {}, {}, {}, /*stacked=*/false);
+    plan.shared =
+        ffnPlan(shared.getFfn(), shared.getGateProj(), shared.getUpProj(),
+                shared.getDownProj(), {}, {}, {}, /*stacked=*/false);
     plan.sharedSigmoidGate = shared.getSigmoidGate();
   }
   return plan;

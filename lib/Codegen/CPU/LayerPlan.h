@@ -1,8 +1,10 @@
-//===- LayerPlan.h - what the CPU code generator needs of a layer -*- C++ -*-===//
+//===- LayerPlan.h - what the CPU code generator needs of a layer -*- C++
+//-*-===//
 //
-// A decomposed layer function (route -> dispatch -> experts [-> shared_expert] -> combine)
-// reduced to its configuration and the values that carry its weights. Code generation and
-// weight packing both work from this plan, so they agree on what each layer computes.
+// A decomposed layer function (route -> dispatch -> experts [-> shared_expert]
+// -> combine) reduced to its configuration and the values that carry its
+// weights. Code generation and weight packing both work from this plan, so they
+// agree on what each layer computes.
 //
 //===----------------------------------------------------------------------===//
 
@@ -17,22 +19,23 @@
 
 namespace mlir::moe::cpu {
 
-/// The weights of one feed-forward (routed experts: stacked [E, ...]; shared: 2-D).
+/// The weights of one feed-forward (routed experts: stacked [E, ...]; shared:
+/// 2-D).
 struct FfnPlan {
   FfnAttr ffn;
-  Value gate, up, down;         // as the IR has them (gate null when fused or ungated)
+  Value gate, up, down; // as the IR has them (gate null when fused or ungated)
   Value gateBias, upBias, downBias;
-  int64_t numExperts = 1;       // 1 for a shared expert
-  int64_t width = 0;            // I: the intermediate width
-  bool stacked = false;         // weights carry a leading expert dimension
+  int64_t numExperts = 1; // 1 for a shared expert
+  int64_t width = 0;      // I: the intermediate width
+  bool stacked = false;   // weights carry a leading expert dimension
 };
 
 struct LayerPlan {
   func::FuncOp function;
   int64_t layerIndex = 0;
-  int64_t hidden = 0;           // H
-  int64_t numExperts = 0;       // E
-  int64_t topK = 0;             // k
+  int64_t hidden = 0;     // H
+  int64_t numExperts = 0; // E
+  int64_t topK = 0;       // k
   RoutingAttr routing;
   Value routerWeight, routerBias, correctionBias;
   std::optional<double> capacityFactor;
@@ -42,9 +45,9 @@ struct LayerPlan {
   bool weightsScaleInput = false;
 };
 
-/// Reads the plan of a decomposed layer function; emits an error at the offending op and
-/// fails when the function is not the single route/dispatch/experts/combine chain the CPU
-/// code generator handles.
+/// Reads the plan of a decomposed layer function; emits an error at the
+/// offending op and fails when the function is not the single
+/// route/dispatch/experts/combine chain the CPU code generator handles.
 FailureOr<LayerPlan> buildLayerPlan(func::FuncOp function);
 
 } // namespace mlir::moe::cpu

@@ -21,11 +21,12 @@ using reference::RefTensor;
 
 namespace {
 
-/// One expert's slice (or the whole tensor, for expert < 0) of a weight value, in float64:
-/// follows moe.weight (stacking, permutation) and moe.dequantize.
+/// One expert's slice (or the whole tensor, for expert < 0) of a weight value,
+/// in float64: follows moe.weight (stacking, permutation) and moe.dequantize.
 class Materializer {
 public:
-  explicit Materializer(const ::moe::Checkpoint &checkpoint) : checkpoint(checkpoint) {}
+  explicit Materializer(const ::moe::Checkpoint &checkpoint)
+      : checkpoint(checkpoint) {}
 
   FailureOr<RefTensor> get(Value value, int64_t expert) {
     if (auto weight = value.getDefiningOp<WeightOp>())
@@ -43,17 +44,19 @@ public:
         pointers.push_back(&part);
       RankedTensorType type = dequant.getResult().getType();
       if (expert >= 0)
-        type = RankedTensorType::get(type.getShape().drop_front(), type.getElementType());
+        type = RankedTensorType::get(type.getShape().drop_front(),
+                                     type.getElementType());
       return reference::dequantize([&] { return dequant.emitOpError(); },
                                    dequant.getEncoding(), pointers, type);
     }
     if (auto concatOp = value.getDefiningOp<tensor::ConcatOp>()) {
-      // An expert's slice of a concatenation along a later dimension is the concatenation
-      // of the parts' slices.
+      // An expert's slice of a concatenation along a later dimension is the
+      // concatenation of the parts' slices.
       int64_t dim = concatOp.getDim();
       if (expert >= 0 && dim == 0)
-        return concatOp.emitOpError() << "concatenates experts; the CPU code generator "
-                                         "needs them stacked by moe.weight";
+        return concatOp.emitOpError()
+               << "concatenates experts; the CPU code generator "
+                  "needs them stacked by moe.weight";
       SmallVector<RefTensor> parts;
       for (Value input : concatOp.getInputs()) {
         FailureOr<RefTensor> part = get(input, expert);
@@ -78,9 +81,10 @@ public:
       std::copy_n(whole.data.data() + expert * per, per, slice.data.data());
       return slice;
     }
-    return emitError(value.getLoc()) << "the CPU code generator reads weights only from "
-                                        "moe.weight, moe.dequantize, tensor.concat and "
-                                        "constants";
+    return emitError(value.getLoc())
+           << "the CPU code generator reads weights only from "
+              "moe.weight, moe.dequantize, tensor.concat and "
+              "constants";
   }
 
 private:
@@ -91,25 +95,30 @@ private:
     std::optional<ArrayRef<int64_t>> perm = weight.getPermutation();
     bool stacked = weight.getExperts().has_value();
     // Which stored tensor, and which block of it, hold this expert.
-    std::string name = stacked ? weight.getTensorName(expert) : weight.getName().str();
+    std::string name =
+        stacked ? weight.getTensorName(expert) : weight.getName().str();
     int64_t block = 0;
     SmallVector<int64_t> blockShape(stored);
     if (expert >= 0 && !stacked) {
       if (perm && (*perm)[0] != 0)
-        return weight.emitOpError() << "keeps its expert dimension elsewhere than first; the "
-                                       "CPU code generator cannot slice it per expert";
+        return weight.emitOpError()
+               << "keeps its expert dimension elsewhere than first; the "
+                  "CPU code generator cannot slice it per expert";
       block = expert;
       blockShape.erase(blockShape.begin());
     }
     std::optional<::moe::Checkpoint::Entry> entry = checkpoint.find(name);
     if (!entry)
-      return weight.emitOpError() << "tensor '" << name << "' is not in the checkpoint "
-                                  << checkpoint.getDirectory();
+      return weight.emitOpError()
+             << "tensor '" << name << "' is not in the checkpoint "
+             << checkpoint.getDirectory();
     const ::moe::TensorInfo &info = *entry->tensor;
-    if (info.dtype != dtype || ArrayRef<int64_t>(info.shape) != ArrayRef<int64_t>(stored))
-      return weight.emitOpError() << "tensor '" << name
-                                  << "' in the checkpoint does not have the IR's dtype and "
-                                     "shape";
+    if (info.dtype != dtype ||
+        ArrayRef<int64_t>(info.shape) != ArrayRef<int64_t>(stored))
+      return weight.emitOpError()
+             << "tensor '" << name
+             << "' in the checkpoint does not have the IR's dtype and "
+                "shape";
     RefTensor raw(blockShape);
     ArrayRef<uint8_t> bytes = entry->file->getData(info);
     int64_t base = block * raw.numel();
@@ -117,7 +126,8 @@ private:
       raw.data[i] = ::moe::loadElement(dtype, bytes.data(), base + i);
     if (!perm)
       return raw;
-    // The permutation of the slice: drop the expert dimension when slicing one out.
+    // The permutation of the slice: drop the expert dimension when slicing one
+    // out.
     SmallVector<int64_t> slicePerm;
     bool dropFirst = expert >= 0;
     for (size_t d = dropFirst ? 1 : 0; d < perm->size(); ++d)
@@ -158,16 +168,18 @@ void append(std::vector<uint8_t> &bytes, moe_dtype dtype, double value) {
   bytes.insert(bytes.end(), raw, raw + 4);
 }
 
-/// The matrices of one expert in logical form: gate [I, H] (null when ungated), up [I, H],
-/// down [H, I], and biases.
+/// The matrices of one expert in logical form: gate [I, H] (null when ungated),
+/// up [I, H], down [H, I], and biases.
 struct ExpertMatrices {
   std::optional<RefTensor> gate, gateBias;
   RefTensor up, down;
   std::optional<RefTensor> upBias, downBias;
 };
 
-/// Rows `rows` (every other row from `first` when `step` is 2) of a [R, C] or [R] tensor.
-RefTensor takeRows(const RefTensor &t, int64_t first, int64_t count, int64_t step) {
+/// Rows `rows` (every other row from `first` when `step` is 2) of a [R, C] or
+/// [R] tensor.
+RefTensor takeRows(const RefTensor &t, int64_t first, int64_t count,
+                   int64_t step) {
   int64_t cols = t.rank() == 2 ? t.dim(1) : 1;
   RefTensor result(t.rank() == 2 ? SmallVector<int64_t>{count, cols}
                                  : SmallVector<int64_t>{count});
@@ -177,7 +189,8 @@ RefTensor takeRows(const RefTensor &t, int64_t first, int64_t count, int64_t ste
   return result;
 }
 
-FailureOr<ExpertMatrices> loadExpert(Materializer &source, const FfnPlan &ffn, int64_t expert) {
+FailureOr<ExpertMatrices> loadExpert(Materializer &source, const FfnPlan &ffn,
+                                     int64_t expert) {
   int64_t e = ffn.stacked ? expert : -1;
   auto get = [&](Value v) -> FailureOr<std::optional<RefTensor>> {
     if (!v)
@@ -187,15 +200,19 @@ FailureOr<ExpertMatrices> loadExpert(Materializer &source, const FfnPlan &ffn, i
       return failure();
     return std::optional<RefTensor>(std::move(*t));
   };
-  auto up = get(ffn.up), down = get(ffn.down), gate = get(ffn.gate), upBias = get(ffn.upBias),
-       downBias = get(ffn.downBias), gateBias = get(ffn.gateBias);
-  if (failed(up) || failed(down) || failed(gate) || failed(upBias) || failed(downBias) ||
-      failed(gateBias))
+  auto up = get(ffn.up), down = get(ffn.down), gate = get(ffn.gate),
+       upBias = get(ffn.upBias), downBias = get(ffn.downBias),
+       gateBias = get(ffn.gateBias);
+  if (failed(up) || failed(down) || failed(gate) || failed(upBias) ||
+      failed(downBias) || failed(gateBias))
     return failure();
-  ExpertMatrices m{*gate, *gateBias, std::move(**up), std::move(**down), *upBias, *downBias};
+  ExpertMatrices m{*gate,   *gateBias, std::move(**up), std::move(**down),
+                   *upBias, *downBias};
   int64_t width = ffn.width;
-  // Fused layouts split into the separate gate and up the kernels pack side by side.
-  if (ffn.ffn.getGlu() == GluLayout::Halves || ffn.ffn.getGlu() == GluLayout::Interleaved) {
+  // Fused layouts split into the separate gate and up the kernels pack side by
+  // side.
+  if (ffn.ffn.getGlu() == GluLayout::Halves ||
+      ffn.ffn.getGlu() == GluLayout::Interleaved) {
     bool halves = ffn.ffn.getGlu() == GluLayout::Halves;
     RefTensor fused = std::move(m.up);
     m.gate = takeRows(fused, 0, width, halves ? 1 : 2);
@@ -217,7 +234,8 @@ moe_dtype packedType(Value weight) {
 } // namespace
 
 const PackedTensor *WeightPacker::declare(std::string name, moe_dtype dtype,
-                                          std::vector<int64_t> shape, Producer producer) {
+                                          std::vector<int64_t> shape,
+                                          Producer producer) {
   auto tensor = std::make_unique<PackedTensor>();
   tensor->name = std::move(name);
   tensor->dtype = dtype;
@@ -229,8 +247,8 @@ const PackedTensor *WeightPacker::declare(std::string name, moe_dtype dtype,
   return tensors.back().get();
 }
 
-FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix, const FfnPlan &ffn,
-                                           int64_t hidden) {
+FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
+                                           const FfnPlan &ffn, int64_t hidden) {
   PackedFfn packed;
   packed.numExperts = ffn.numExperts;
   packed.hidden = hidden;
@@ -248,14 +266,17 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix, const FfnP
   int64_t E = ffn.numExperts, width = ffn.width;
   bool gated = packed.gated;
   FfnPlan plan = ffn;
-  int64_t panels1 = packed.panels1, panels2 = packed.panels2, kPad = packed.widthPadded;
+  int64_t panels1 = packed.panels1, panels2 = packed.panels2,
+          kPad = packed.widthPadded;
 
-  // Column c of panel p of the first projection: gate row j (c < P/2) or up row j.
+  // Column c of panel p of the first projection: gate row j (c < P/2) or up row
+  // j.
   auto firstRow = [=](int64_t p, int64_t c, bool &isGate) {
     isGate = gated && c < P / 2;
     return gated ? p * (P / 2) + (isGate ? c : c - P / 2) : p * P + c;
   };
-  auto forEachExpert = [this, plan, E](const Emit &emit, auto body) -> LogicalResult {
+  auto forEachExpert = [this, plan, E](const Emit &emit,
+                                       auto body) -> LogicalResult {
     Materializer source(checkpoint);
     for (int64_t e = 0; e < E; ++e) {
       FailureOr<ExpertMatrices> m = loadExpert(source, plan, e);
@@ -268,80 +289,82 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix, const FfnP
     return success();
   };
 
-  packed.w1 = declare(prefix + "w1", dtype, {E, panels1, hidden, P},
-                      [=](const Emit &emit) {
-                        return forEachExpert(emit, [&](ExpertMatrices &m,
-                                                       std::vector<uint8_t> &bytes) {
-                          for (int64_t p = 0; p < panels1; ++p)
-                            for (int64_t k = 0; k < hidden; ++k)
-                              for (int64_t c = 0; c < P; ++c) {
-                                bool isGate;
-                                int64_t j = firstRow(p, c, isGate);
-                                const RefTensor &w = isGate ? *m.gate : m.up;
-                                append(bytes, dtype, j < width ? w.row(j)[k] : 0.0);
-                              }
-                        });
-                      });
+  packed.w1 = declare(
+      prefix + "w1", dtype, {E, panels1, hidden, P}, [=](const Emit &emit) {
+        return forEachExpert(
+            emit, [&](ExpertMatrices &m, std::vector<uint8_t> &bytes) {
+              for (int64_t p = 0; p < panels1; ++p)
+                for (int64_t k = 0; k < hidden; ++k)
+                  for (int64_t c = 0; c < P; ++c) {
+                    bool isGate;
+                    int64_t j = firstRow(p, c, isGate);
+                    const RefTensor &w = isGate ? *m.gate : m.up;
+                    append(bytes, dtype, j < width ? w.row(j)[k] : 0.0);
+                  }
+            });
+      });
   if (anyBias1)
-    packed.b1 = declare(prefix + "b1", MOE_DTYPE_F32, {E, panels1 * P},
-                        [=](const Emit &emit) {
-                          return forEachExpert(emit, [&](ExpertMatrices &m,
-                                                         std::vector<uint8_t> &bytes) {
-                            for (int64_t p = 0; p < panels1; ++p)
-                              for (int64_t c = 0; c < P; ++c) {
-                                bool isGate;
-                                int64_t j = firstRow(p, c, isGate);
-                                const std::optional<RefTensor> &b =
-                                    isGate ? m.gateBias : m.upBias;
-                                append(bytes, MOE_DTYPE_F32,
-                                       j < width && b ? b->data[j] : 0.0);
-                              }
-                          });
-                        });
-  packed.w2 = declare(prefix + "w2", packedType(ffn.down), {E, panels2, kPad, P},
-                      [=, downType = packedType(ffn.down)](const Emit &emit) {
-                        return forEachExpert(emit, [&](ExpertMatrices &m,
-                                                       std::vector<uint8_t> &bytes) {
-                          for (int64_t p = 0; p < panels2; ++p)
-                            for (int64_t k = 0; k < kPad; ++k)
-                              for (int64_t c = 0; c < P; ++c) {
-                                int64_t n = p * P + c;
-                                append(bytes, downType,
-                                       n < hidden && k < width ? m.down.row(n)[k] : 0.0);
-                              }
-                        });
-                      });
+    packed.b1 = declare(
+        prefix + "b1", MOE_DTYPE_F32, {E, panels1 * P}, [=](const Emit &emit) {
+          return forEachExpert(emit, [&](ExpertMatrices &m,
+                                         std::vector<uint8_t> &bytes) {
+            for (int64_t p = 0; p < panels1; ++p)
+              for (int64_t c = 0; c < P; ++c) {
+                bool isGate;
+                int64_t j = firstRow(p, c, isGate);
+                const std::optional<RefTensor> &b =
+                    isGate ? m.gateBias : m.upBias;
+                append(bytes, MOE_DTYPE_F32, j < width && b ? b->data[j] : 0.0);
+              }
+          });
+        });
+  packed.w2 = declare(
+      prefix + "w2", packedType(ffn.down), {E, panels2, kPad, P},
+      [=, downType = packedType(ffn.down)](const Emit &emit) {
+        return forEachExpert(
+            emit, [&](ExpertMatrices &m, std::vector<uint8_t> &bytes) {
+              for (int64_t p = 0; p < panels2; ++p)
+                for (int64_t k = 0; k < kPad; ++k)
+                  for (int64_t c = 0; c < P; ++c) {
+                    int64_t n = p * P + c;
+                    append(bytes, downType,
+                           n < hidden && k < width ? m.down.row(n)[k] : 0.0);
+                  }
+            });
+      });
   if (ffn.downBias)
-    packed.b2 = declare(prefix + "b2", MOE_DTYPE_F32, {E, panels2 * P},
-                        [=](const Emit &emit) {
-                          return forEachExpert(emit, [&](ExpertMatrices &m,
-                                                         std::vector<uint8_t> &bytes) {
-                            for (int64_t n = 0; n < panels2 * P; ++n)
-                              append(bytes, MOE_DTYPE_F32,
-                                     n < hidden ? m.downBias->data[n] : 0.0);
-                          });
-                        });
+    packed.b2 = declare(
+        prefix + "b2", MOE_DTYPE_F32, {E, panels2 * P}, [=](const Emit &emit) {
+          return forEachExpert(
+              emit, [&](ExpertMatrices &m, std::vector<uint8_t> &bytes) {
+                for (int64_t n = 0; n < panels2 * P; ++n)
+                  append(bytes, MOE_DTYPE_F32,
+                         n < hidden ? m.downBias->data[n] : 0.0);
+              });
+        });
   return packed;
 }
 
 FailureOr<PackedLayer> WeightPacker::planLayer(const LayerPlan &plan) {
   std::string prefix = "layer" + std::to_string(plan.layerIndex) + ".";
   PackedLayer packed;
-  // Small f32 tensors copied whole: router, its biases, the shared expert's gate.
+  // Small f32 tensors copied whole: router, its biases, the shared expert's
+  // gate.
   auto whole = [&](Value value, std::string name) -> const PackedTensor * {
     auto type = cast<RankedTensorType>(value.getType());
     std::vector<int64_t> shape(type.getShape().begin(), type.getShape().end());
-    return declare(prefix + name, MOE_DTYPE_F32, shape, [this, value](const Emit &emit) {
-      Materializer source(checkpoint);
-      FailureOr<RefTensor> t = source.get(value, -1);
-      if (failed(t))
-        return failure();
-      std::vector<uint8_t> bytes;
-      for (double v : t->data)
-        append(bytes, MOE_DTYPE_F32, v);
-      emit(bytes);
-      return success();
-    });
+    return declare(prefix + name, MOE_DTYPE_F32, shape,
+                   [this, value](const Emit &emit) {
+                     Materializer source(checkpoint);
+                     FailureOr<RefTensor> t = source.get(value, -1);
+                     if (failed(t))
+                       return failure();
+                     std::vector<uint8_t> bytes;
+                     for (double v : t->data)
+                       append(bytes, MOE_DTYPE_F32, v);
+                     emit(bytes);
+                     return success();
+                   });
   };
   packed.router = whole(plan.routerWeight, "router");
   if (plan.routerBias)
@@ -350,12 +373,14 @@ FailureOr<PackedLayer> WeightPacker::planLayer(const LayerPlan &plan) {
     packed.correctionBias = whole(plan.correctionBias, "correction_bias");
   if (plan.sharedSigmoidGate)
     packed.sigmoidGate = whole(plan.sharedSigmoidGate, "shared_gate");
-  FailureOr<PackedFfn> experts = planFfn(prefix + "experts.", plan.experts, plan.hidden);
+  FailureOr<PackedFfn> experts =
+      planFfn(prefix + "experts.", plan.experts, plan.hidden);
   if (failed(experts))
     return failure();
   packed.experts = *experts;
   if (plan.shared) {
-    FailureOr<PackedFfn> shared = planFfn(prefix + "shared.", *plan.shared, plan.hidden);
+    FailureOr<PackedFfn> shared =
+        planFfn(prefix + "shared.", *plan.shared, plan.hidden);
     if (failed(shared))
       return failure();
     packed.shared = *shared;
@@ -363,13 +388,15 @@ FailureOr<PackedLayer> WeightPacker::planLayer(const LayerPlan &plan) {
   return packed;
 }
 
-FailureOr<std::string> WeightPacker::write(llvm::StringRef path, Location errorLoc) {
-  // The hash covers the data, which is written after the header: the header carries a
-  // placeholder of the same length, patched once the data is hashed.
+FailureOr<std::string> WeightPacker::write(llvm::StringRef path,
+                                           Location errorLoc) {
+  // The hash covers the data, which is written after the header: the header
+  // carries a placeholder of the same length, patched once the data is hashed.
   const std::string placeholder(64, '0');
   ::moe::SafetensorsWriter writer(path.str());
   for (const auto &tensor : tensors)
-    if (llvm::Error error = writer.declare(tensor->name, tensor->dtype, tensor->shape))
+    if (llvm::Error error =
+            writer.declare(tensor->name, tensor->dtype, tensor->shape))
       return emitError(errorLoc) << llvm::toString(std::move(error)), failure();
   writer.setMetadata("moec_weights_hash", placeholder);
   llvm::SHA256 hasher;
@@ -384,7 +411,8 @@ FailureOr<std::string> WeightPacker::write(llvm::StringRef path, Location errorL
       return failure();
   }
   if (writeError)
-    return emitError(errorLoc) << llvm::toString(std::move(writeError)), failure();
+    return emitError(errorLoc) << llvm::toString(std::move(writeError)),
+           failure();
   if (llvm::Error error = writer.finish())
     return emitError(errorLoc) << llvm::toString(std::move(error)), failure();
 
@@ -398,20 +426,24 @@ FailureOr<std::string> WeightPacker::write(llvm::StringRef path, Location errorL
   // Patch the placeholder inside the header.
   FILE *stream = std::fopen(path.str().c_str(), "r+b");
   if (!stream)
-    return emitError(errorLoc) << "cannot reopen " << path << " to record its hash",
+    return emitError(errorLoc)
+               << "cannot reopen " << path << " to record its hash",
            failure();
   uint64_t headerLength = 0;
   std::string header;
-  bool ok = std::fread(&headerLength, 8, 1, stream) == 1 && headerLength < (1u << 30);
+  bool ok =
+      std::fread(&headerLength, 8, 1, stream) == 1 && headerLength < (1u << 30);
   if (ok) {
     header.resize(headerLength);
     ok = std::fread(header.data(), 1, headerLength, stream) == headerLength;
   }
   size_t at = ok ? header.find(placeholder) : std::string::npos;
-  ok = at != std::string::npos && std::fseek(stream, long(8 + at), SEEK_SET) == 0 &&
+  ok = at != std::string::npos &&
+       std::fseek(stream, long(8 + at), SEEK_SET) == 0 &&
        std::fwrite(hash.data(), 1, hash.size(), stream) == hash.size();
   ok = (std::fclose(stream) == 0) && ok;
   if (!ok)
-    return emitError(errorLoc) << "cannot record the weights hash in " << path, failure();
+    return emitError(errorLoc) << "cannot record the weights hash in " << path,
+           failure();
   return hash;
 }

@@ -1,13 +1,16 @@
-//===- WeightPacking.h - weights in the layout generated code reads -*- C++ -*-===//
+//===- WeightPacking.h - weights in the layout generated code reads -*- C++
+//-*-===//
 //
 // The CPU kernels read each expert's projection in column panels of P outputs:
-// W[N, K] (nn.Linear orientation) becomes [panels][K][P], so one k step of a panel is one
-// contiguous vector load. A gated first projection packs P/2 gate and the matching P/2 up
-// columns in the same panel, which lets the activation run in the matmul's epilogue. Panels
-// are zero-padded; padded outputs are never read. Router and bias tensors are stored f32.
+// W[N, K] (nn.Linear orientation) becomes [panels][K][P], so one k step of a
+// panel is one contiguous vector load. A gated first projection packs P/2 gate
+// and the matching P/2 up columns in the same panel, which lets the activation
+// run in the matmul's epilogue. Panels are zero-padded; padded outputs are
+// never read. Router and bias tensors are stored f32.
 //
-// Packing is planned first (names, shapes, offsets: what code generation needs) and
-// executed later, streaming one expert at a time from the checkpoint into the output file.
+// Packing is planned first (names, shapes, offsets: what code generation needs)
+// and executed later, streaming one expert at a time from the checkpoint into
+// the output file.
 //
 //===----------------------------------------------------------------------===//
 
@@ -31,7 +34,8 @@ struct PackedTensor {
   uint64_t offset = 0; // in the data buffer
 };
 
-/// A feed-forward's packed weights: w1 [E][panels1][H][P], w2 [E][panels2][Kpad][P].
+/// A feed-forward's packed weights: w1 [E][panels1][H][P], w2
+/// [E][panels2][Kpad][P].
 struct PackedFfn {
   int64_t numExperts = 1;
   int64_t hidden = 0, width = 0;
@@ -44,7 +48,8 @@ struct PackedFfn {
 };
 
 struct PackedLayer {
-  const PackedTensor *router = nullptr, *routerBias = nullptr, *correctionBias = nullptr;
+  const PackedTensor *router = nullptr, *routerBias = nullptr,
+                     *correctionBias = nullptr;
   const PackedTensor *sigmoidGate = nullptr;
   PackedFfn experts;
   std::optional<PackedFfn> shared;
@@ -60,19 +65,21 @@ public:
   /// Plans the packed tensors of one layer (nothing is read yet).
   FailureOr<PackedLayer> planLayer(const LayerPlan &plan);
 
-  /// Writes every planned tensor to `path` (atomically); returns the lowercase hex SHA-256
-  /// of the data buffer, also recorded in the file's metadata as "moec_weights_hash".
-  /// Weight-reading errors are emitted at the IR op whose weight failed.
+  /// Writes every planned tensor to `path` (atomically); returns the lowercase
+  /// hex SHA-256 of the data buffer, also recorded in the file's metadata as
+  /// "moec_weights_hash". Weight-reading errors are emitted at the IR op whose
+  /// weight failed.
   FailureOr<std::string> write(llvm::StringRef path, Location errorLoc);
 
 private:
-  /// Produces a tensor's bytes in order, in as many pieces as it likes (one expert at a
-  /// time for stacked weights), handing each to `emit`.
+  /// Produces a tensor's bytes in order, in as many pieces as it likes (one
+  /// expert at a time for stacked weights), handing each to `emit`.
   using Emit = std::function<void(llvm::ArrayRef<uint8_t>)>;
   using Producer = std::function<LogicalResult(const Emit &emit)>;
-  const PackedTensor *declare(std::string name, moe_dtype dtype, std::vector<int64_t> shape,
-                              Producer producer);
-  FailureOr<PackedFfn> planFfn(const std::string &prefix, const FfnPlan &ffn, int64_t hidden);
+  const PackedTensor *declare(std::string name, moe_dtype dtype,
+                              std::vector<int64_t> shape, Producer producer);
+  FailureOr<PackedFfn> planFfn(const std::string &prefix, const FfnPlan &ffn,
+                               int64_t hidden);
 
   const ::moe::Checkpoint &checkpoint;
   int64_t panelWidth;

@@ -513,18 +513,20 @@ llvm::Expected<bool> mlir::moe::cpuHasFeature(const CpuTarget &target,
   if (!llvmTarget)
     return llvmTarget.takeError();
   std::unique_ptr<llvm::MCSubtargetInfo> info(
-      (*llvmTarget)->createMCSubtargetInfo(triple, target.cpu, target.features));
+      (*llvmTarget)
+          ->createMCSubtargetInfo(triple, target.cpu, target.features));
   if (!info)
-    return llvm::createStringError("cannot describe CPU '%s'", target.cpu.c_str());
+    return llvm::createStringError("cannot describe CPU '%s'",
+                                   target.cpu.c_str());
   return info->checkFeatures(("+" + feature).str());
 }
 
 std::string mlir::moe::requiredCpuFeatures(const CpuTarget &target) {
-  // The instruction-set extensions generated code may use, as "+name,..." for the runtime
-  // to check before it runs the library.
-  static const char *const kChecked[] = {"sse4.2",   "avx",      "avx2",     "fma",
-                                         "f16c",     "avx512f",  "avx512bw", "avx512vl",
-                                         "avx512dq", "avx512bf16"};
+  // The instruction-set extensions generated code may use, as "+name,..." for
+  // the runtime to check before it runs the library.
+  static const char *const kChecked[] = {
+      "sse4.2",  "avx",      "avx2",     "fma",      "f16c",
+      "avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512bf16"};
   std::string result;
   for (const char *feature : kChecked) {
     llvm::Expected<bool> present = cpuHasFeature(target, feature);

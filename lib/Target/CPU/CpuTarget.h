@@ -66,12 +66,13 @@ llvm::Expected<std::string> emitOptimizedLLVMIR(mlir::ModuleOp module,
 /// leaves any earlier file at `outPath` untouched and never a partial one; a
 /// process that has the old library dlopen'ed keeps its mapping. Errors carry
 /// the linker's stderr.
-/// Whether code for `target` may use `feature` (e.g. "avx512f"): its explicit features
-/// first, else the CPU name's defaults.
-llvm::Expected<bool> cpuHasFeature(const CpuTarget &target, llvm::StringRef feature);
+/// Whether code for `target` may use `feature` (e.g. "avx512f"): its explicit
+/// features first, else the CPU name's defaults.
+llvm::Expected<bool> cpuHasFeature(const CpuTarget &target,
+                                   llvm::StringRef feature);
 
-/// The x86 extensions code for `target` may use, as "+avx2,+fma,...": what a loader must
-/// find on the machine before running that code.
+/// The x86 extensions code for `target` may use, as "+avx2,+fma,...": what a
+/// loader must find on the machine before running that code.
 std::string requiredCpuFeatures(const CpuTarget &target);
 
 llvm::Error linkSharedLibrary(llvm::ArrayRef<std::string> objects,
