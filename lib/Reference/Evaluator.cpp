@@ -25,26 +25,63 @@ static std::string shapeString(llvm::ArrayRef<int64_t> shape) {
   return text + "]";
 }
 
-FailureOr<const RefTensor *> WeightLoader::load(WeightOp weight) {
-  RankedTensorType type = weight.getResult().getType();
-  // Two references load the same data iff their attributes and type agree.
-  std::string key;
-  llvm::raw_string_ostream(key) << weight->getAttrDictionary() << " : " << type;
-  if (auto it = cache.find(key); it != cache.end())
-    return &it->second;
+/// `source` transposed: result dimension i is source dimension permutation[i].
+static RefTensor permute(const RefTensor &source,
+                         llvm::ArrayRef<int64_t> permutation) {
+  int64_t rank = source.rank();
+  SmallVector<int64_t> shape, strides(rank, 1), index(rank, 0);
+  for (int64_t d : permutation)
+    shape.push_back(source.dim(d));
+  for (int64_t d = rank - 2; d >= 0; --d)
+    strides[d] = strides[d + 1] * source.dim(d + 1);
+  RefTensor result(shape);
+  for (int64_t linear = 0; linear < result.numel(); ++linear) {
+    int64_t offset = 0;
+    for (int64_t d = 0; d < rank; ++d)
+      offset += index[d] * strides[permutation[d]];
+    result.data[linear] = source.data[offset];
+    for (int64_t d = rank - 1; d >= 0 && ++index[d] == shape[d]; --d)
+      index[d] = 0;
+  }
+  return result;
+}
 
+FailureOr<RefTensor> reference::readWeight(const ::moe::Checkpoint &checkpoint,
+                                           WeightOp weight, int64_t expert) {
+  RankedTensorType type = weight.getResult().getType();
   moe_dtype dtype = *getStorageDType(type.getElementType());
   SmallVector<int64_t> stored = weight.getStoredShape();
-  int64_t copies = weight.getExperts().value_or(1);
-  int64_t perTensor = RefTensor::numElements(stored);
+  std::optional<ArrayRef<int64_t>> permutation = weight.getPermutation();
+  bool stacked = weight.getExperts().has_value();
+  bool slice = expert >= 0 && type.getRank() > 0;
+  if (slice && !stacked && permutation && (*permutation)[0] != 0)
+    return weight.emitOpError()
+           << "keeps its expert dimension elsewhere than first, so "
+              "one expert's slice cannot be read on its own";
 
-  // The stored tensors, stacked (before any permutation).
-  SmallVector<int64_t> stackedShape(stored);
-  if (weight.getExperts())
-    stackedShape.insert(stackedShape.begin(), copies);
-  RefTensor stacked(stackedShape);
-  for (int64_t e = 0; e < copies; ++e) {
-    std::string name = weight.getTensorName(e);
+  // Which stored tensors to read (all experts' when stacked and whole), and
+  // which block of each (one expert's, when slicing an unstacked [E, ...]
+  // tensor).
+  SmallVector<int64_t> experts;
+  if (stacked && !slice)
+    for (int64_t e = 0; e < *weight.getExperts(); ++e)
+      experts.push_back(e);
+  else
+    experts.push_back(stacked ? expert : 0);
+  SmallVector<int64_t> blockShape(stored);
+  int64_t block = 0;
+  if (slice && !stacked) {
+    blockShape.erase(blockShape.begin());
+    block = expert;
+  }
+  int64_t perBlock = RefTensor::numElements(blockShape);
+  SmallVector<int64_t> readShape(blockShape);
+  if (stacked && !slice)
+    readShape.insert(readShape.begin(), experts.size());
+  RefTensor raw(readShape);
+  for (auto [i, e] : llvm::enumerate(experts)) {
+    std::string name =
+        stacked ? weight.getTensorName(e) : weight.getName().str();
     std::optional<::moe::Checkpoint::Entry> entry = checkpoint.find(name);
     if (!entry)
       return weight.emitOpError()
@@ -59,33 +96,31 @@ FailureOr<const RefTensor *> WeightLoader::load(WeightOp weight) {
              << shapeString(info.shape) << " but the IR expects "
              << ::moe::getSafetensorsName(dtype) << " " << shapeString(stored);
     llvm::ArrayRef<uint8_t> bytes = entry->file->getData(info);
-    double *out = stacked.data.data() + e * perTensor;
-    for (int64_t i = 0; i < perTensor; ++i)
-      out[i] = ::moe::loadElement(dtype, bytes.data(), i);
+    double *out = raw.data.data() + i * perBlock;
+    for (int64_t j = 0; j < perBlock; ++j)
+      out[j] = ::moe::loadElement(dtype, bytes.data(), block * perBlock + j);
   }
+  if (!permutation)
+    return raw;
+  // Slicing one expert drops the (first, unmoved) expert dimension of the
+  // permutation.
+  SmallVector<int64_t> order;
+  for (size_t d = slice ? 1 : 0; d < permutation->size(); ++d)
+    order.push_back((*permutation)[d] - (slice ? 1 : 0));
+  return permute(raw, order);
+}
 
-  RefTensor &result = cache[key];
-  std::optional<ArrayRef<int64_t>> permutation = weight.getPermutation();
-  if (!permutation) {
-    result = std::move(stacked);
-    return &result;
-  }
-  // result[i0, i1, ...] = stacked[j] with j[perm[d]] = i[d].
-  result = RefTensor(type.getShape());
-  int64_t rank = type.getRank();
-  SmallVector<int64_t> strides(rank, 1);
-  for (int64_t d = rank - 2; d >= 0; --d)
-    strides[d] = strides[d + 1] * stackedShape[d + 1];
-  SmallVector<int64_t> index(rank, 0);
-  for (int64_t linear = 0; linear < result.numel(); ++linear) {
-    int64_t source = 0;
-    for (int64_t d = 0; d < rank; ++d)
-      source += index[d] * strides[(*permutation)[d]];
-    result.data[linear] = stacked.data[source];
-    for (int64_t d = rank - 1; d >= 0 && ++index[d] == type.getDimSize(d); --d)
-      index[d] = 0;
-  }
-  return &result;
+FailureOr<const RefTensor *> WeightLoader::load(WeightOp weight) {
+  // Two references load the same data iff their attributes and type agree.
+  std::string key;
+  llvm::raw_string_ostream(key)
+      << weight->getAttrDictionary() << " : " << weight.getResult().getType();
+  if (auto it = cache.find(key); it != cache.end())
+    return &it->second;
+  FailureOr<RefTensor> loaded = readWeight(checkpoint, weight, /*expert=*/-1);
+  if (failed(loaded))
+    return failure();
+  return &(cache[key] = std::move(*loaded));
 }
 
 //===----------------------------------------------------------------------===//

@@ -22,6 +22,13 @@
 
 namespace mlir::moe::reference {
 
+/// The value of `weight` read from `checkpoint` (dtype and shape checked
+/// against the IR), whole (`expert` < 0) or only expert `expert`'s slice of a
+/// weight with a leading expert dimension, so a stage that streams expert by
+/// expert never holds all of them.
+FailureOr<RefTensor> readWeight(const ::moe::Checkpoint &checkpoint,
+                                WeightOp weight, int64_t expert);
+
 /// Reads moe.weight references from a checkpoint, checking each stored tensor's
 /// dtype and shape against the IR; loaded weights are cached for the loader's
 /// lifetime.

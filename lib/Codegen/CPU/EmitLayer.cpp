@@ -334,9 +334,9 @@ void emitFfn(IR &ir, const PackedFfn &f, const FfnViews &v, Value a,
              Value offsets, Value rowScales, Value h, Value y,
              const KernelShape &shape) {
   int64_t P = shape.panelWidth;
-  ir.parallel({ir.idx(f.numExperts), ir.idx(f.panels1)}, [&](IR &ir,
+  ir.parallel({ir.idx(f.panels1), ir.idx(f.numExperts)}, [&](IR &ir,
                                                              ValueRange ivs) {
-    Value e = ivs[0], p = ivs[1];
+    Value p = ivs[0], e = ivs[1];
     Value begin = ir.load(offsets, {e}),
           end = ir.load(offsets, {ir.add(e, ir.idx(1))});
     panelMatmul(
@@ -364,9 +364,9 @@ void emitFfn(IR &ir, const PackedFfn &f, const FfnViews &v, Value a,
                                   ValueRange{row, ir.mul(p, ir.idx(columns))});
         });
   });
-  ir.parallel({ir.idx(f.numExperts), ir.idx(f.panels2)}, [&](IR &ir,
+  ir.parallel({ir.idx(f.panels2), ir.idx(f.numExperts)}, [&](IR &ir,
                                                              ValueRange ivs) {
-    Value e = ivs[0], p = ivs[1];
+    Value p = ivs[0], e = ivs[1];
     Value begin = ir.load(offsets, {e}),
           end = ir.load(offsets, {ir.add(e, ir.idx(1))});
     panelMatmul(ir, h, v.w2, e, p, f.widthPadded, P, shape.rowTile, begin, end,

@@ -2,6 +2,7 @@
 
 #include "lib/Codegen/CPU/WeightPacking.h"
 
+#include "lib/Reference/Evaluator.h"
 #include "lib/Reference/Kernels.h"
 #include "lib/Support/DType.h"
 #include "lib/Support/FloatFormats.h"
@@ -30,7 +31,7 @@ public:
 
   FailureOr<RefTensor> get(Value value, int64_t expert) {
     if (auto weight = value.getDefiningOp<WeightOp>())
-      return load(weight, expert);
+      return reference::readWeight(checkpoint, weight, expert);
     if (auto dequant = value.getDefiningOp<DequantizeOp>()) {
       SmallVector<RefTensor> storage;
       for (Value stored : dequant.getStorage()) {
@@ -88,69 +89,6 @@ public:
   }
 
 private:
-  FailureOr<RefTensor> load(WeightOp weight, int64_t expert) {
-    RankedTensorType type = weight.getResult().getType();
-    moe_dtype dtype = *getStorageDType(type.getElementType());
-    SmallVector<int64_t> stored = weight.getStoredShape();
-    std::optional<ArrayRef<int64_t>> perm = weight.getPermutation();
-    bool stacked = weight.getExperts().has_value();
-    // Which stored tensor, and which block of it, hold this expert.
-    std::string name =
-        stacked ? weight.getTensorName(expert) : weight.getName().str();
-    int64_t block = 0;
-    SmallVector<int64_t> blockShape(stored);
-    if (expert >= 0 && !stacked) {
-      if (perm && (*perm)[0] != 0)
-        return weight.emitOpError()
-               << "keeps its expert dimension elsewhere than first; the "
-                  "CPU code generator cannot slice it per expert";
-      block = expert;
-      blockShape.erase(blockShape.begin());
-    }
-    std::optional<::moe::Checkpoint::Entry> entry = checkpoint.find(name);
-    if (!entry)
-      return weight.emitOpError()
-             << "tensor '" << name << "' is not in the checkpoint "
-             << checkpoint.getDirectory();
-    const ::moe::TensorInfo &info = *entry->tensor;
-    if (info.dtype != dtype ||
-        ArrayRef<int64_t>(info.shape) != ArrayRef<int64_t>(stored))
-      return weight.emitOpError()
-             << "tensor '" << name
-             << "' in the checkpoint does not have the IR's dtype and "
-                "shape";
-    RefTensor raw(blockShape);
-    ArrayRef<uint8_t> bytes = entry->file->getData(info);
-    int64_t base = block * raw.numel();
-    for (int64_t i = 0; i < raw.numel(); ++i)
-      raw.data[i] = ::moe::loadElement(dtype, bytes.data(), base + i);
-    if (!perm)
-      return raw;
-    // The permutation of the slice: drop the expert dimension when slicing one
-    // out.
-    SmallVector<int64_t> slicePerm;
-    bool dropFirst = expert >= 0;
-    for (size_t d = dropFirst ? 1 : 0; d < perm->size(); ++d)
-      slicePerm.push_back((*perm)[d] - (dropFirst ? 1 : 0));
-    SmallVector<int64_t> shape;
-    for (int64_t d : slicePerm)
-      shape.push_back(blockShape[d]);
-    RefTensor result(shape);
-    int64_t rank = shape.size();
-    SmallVector<int64_t> strides(rank, 1), index(rank, 0);
-    for (int64_t d = rank - 2; d >= 0; --d)
-      strides[d] = strides[d + 1] * blockShape[d + 1];
-    for (int64_t linear = 0; linear < result.numel(); ++linear) {
-      int64_t source = 0;
-      for (int64_t d = 0; d < rank; ++d)
-        source += index[d] * strides[slicePerm[d]];
-      result.data[linear] = raw.data[source];
-      for (int64_t d = rank - 1; d >= 0 && ++index[d] == shape[d]; --d)
-        index[d] = 0;
-    }
-    return result;
-  }
-
   const ::moe::Checkpoint &checkpoint;
 };
 
