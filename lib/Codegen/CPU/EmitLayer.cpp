@@ -25,12 +25,14 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/Math/IR/Math.h"
+#include "mlir/Dialect/Math/Transforms/Passes.h"
 #include "mlir/Dialect/MemRef/IR/MemRef.h"
 #include "mlir/Dialect/SCF/IR/SCF.h"
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 #include "mlir/IR/ImplicitLocOpBuilder.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
+#include "mlir/Transforms/GreedyPatternRewriteDriver.h"
 
 #include <cmath>
 
@@ -865,6 +867,17 @@ void cpu::emitWeightsHash(ModuleOp module, llvm::StringRef hash) {
 }
 
 LogicalResult cpu::lowerToLLVMDialect(ModuleOp module) {
+  // exp/tanh/erf on vectors would otherwise become one libm call per lane (LLVM
+  // has no vector exp on x86): the activation epilogue runs on every
+  // intermediate element, so it takes MLIR's vectorizable polynomial
+  // approximations (about 1 ulp for exp).
+  {
+    RewritePatternSet patterns(module.getContext());
+    populateMathPolynomialApproximationPatterns(
+        patterns, MathPolynomialApproximationOptions());
+    if (failed(applyPatternsGreedily(module, std::move(patterns))))
+      return module.emitError() << "cannot vectorize the activation functions";
+  }
   // scf.parallel -> OpenMP first, so the outlined regions are still structured;
   // the memref lowering runs before scf -> cf (the OpenMP conversion leaves
   // alloca scopes that need structured control flow around them).
