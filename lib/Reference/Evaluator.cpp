@@ -64,7 +64,7 @@ FailureOr<RefTensor> reference::readWeight(const ::moe::Checkpoint &checkpoint,
   // tensor).
   SmallVector<int64_t> experts;
   if (stacked && !slice)
-    for (int64_t e = 0; e < *weight.getExperts(); ++e)
+    for (int64_t e = 0, n = *weight.getExperts(); e < n; ++e)
       experts.push_back(e);
   else
     experts.push_back(stacked ? expert : 0);
@@ -328,11 +328,11 @@ FailureOr<Evaluation> reference::evaluate(func::FuncOp function,
            << "needs a body of one block to be evaluated";
 
   Interpreter interpreter(weights);
-  RefTensor rounded = input;
-  for (double &v : rounded.data)
-    v = roundToType(argType.getElementType(), v);
   Block &body = function.getBody().front();
-  interpreter.bind(body.getArgument(0), std::move(rounded));
+  // The input is taken exactly as given (not rounded to the argument's element
+  // type): compiled code reads f32 hidden states as f32, and the oracle must
+  // see the same values.
+  interpreter.bind(body.getArgument(0), input);
   for (Operation &op : body)
     if (failed(interpreter.run(&op)))
       return failure();

@@ -53,8 +53,9 @@ struct Evaluation {
 };
 
 /// Evaluates `function` (one tensor argument [T, H], one tensor result) on
-/// `input`. The input is rounded to the argument's element type first, as any
-/// compiled code would see it; everything after is float64.
+/// `input`, in float64 throughout. The input values are used as given, whatever
+/// the argument's element type: callers wanting bf16 semantics pass bf16-exact
+/// values.
 FailureOr<Evaluation> evaluate(func::FuncOp function, const RefTensor &input,
                                WeightLoader &weights);
 

@@ -4,7 +4,7 @@
     make_input.py OUT T H [--dtype F32|BF16|I32] [--name NAME]
 
 Values are a fixed pseudo-random sequence (standard library only), exactly representable in
-bf16.
+bf16 unless --inexact.
 """
 
 import argparse
@@ -20,10 +20,15 @@ def main():
     parser.add_argument("hidden", type=int)
     parser.add_argument("--dtype", default="F32", choices=["F32", "BF16", "I32"])
     parser.add_argument("--name", default="hidden_states")
+    parser.add_argument("--inexact", action="store_true",
+                        help="full f32 mantissas (not representable in bf16)")
     args = parser.parse_args()
     rng = random.Random(1234)
     count = args.tokens * args.hidden
-    values = [round(rng.gauss(0.0, 1.0) * 64) / 64 for _ in range(count)]
+    if args.inexact:
+        values = [rng.gauss(0.0, 1.0) for _ in range(count)]
+    else:
+        values = [round(rng.gauss(0.0, 1.0) * 64) / 64 for _ in range(count)]
     if args.dtype == "F32":
         data = struct.pack("<%df" % count, *values)
     elif args.dtype == "I32":
