@@ -50,10 +50,23 @@ using nlohmann::json;
 
 namespace {
 
-/// The signature of every layer entry point (FORMAT.md).
+/// The signature of every layer entry point and of its workspace query
+/// (FORMAT.md).
 using EntryFn = void (*)(const float *hidden, int64_t tokens, float *output,
                          int32_t *topk_ids, float *topk_weights,
-                         const uint8_t *weights);
+                         const uint8_t *weights, uint8_t *workspace);
+using WorkspaceFn = int64_t (*)(int64_t tokens);
+constexpr const char *kWorkspaceSuffix = "_workspace_bytes";
+
+/// The calling thread's workspace: it only grows, so a thread that runs layers
+/// repeatedly reuses the same pages instead of faulting in fresh ones per call.
+uint8_t *threadWorkspace(size_t bytes) {
+  thread_local std::vector<uint64_t> workspace;
+  size_t words = (bytes + sizeof(uint64_t) - 1) / sizeof(uint64_t);
+  if (workspace.size() < words)
+    workspace.resize(words);
+  return reinterpret_cast<uint8_t *>(workspace.data());
+}
 
 constexpr const char *kManifestName = "manifest.json";
 constexpr const char *kHashSymbol = "moe_weights_hash";
@@ -414,6 +427,7 @@ struct moe_model {
     moe_layer_info info;
     std::string entry;
     EntryFn function = nullptr;
+    WorkspaceFn workspaceBytes = nullptr;
   };
 
   std::string folder;
@@ -567,6 +581,10 @@ moe_status moe_model::loadLibrary(const std::string &path,
       return fail(status, lastError + " (the entry point of layer " +
                               std::to_string(layer.info.layer) + ")");
     layer.function = reinterpret_cast<EntryFn>(address);
+    if (moe_status status = lookup(layer.entry + kWorkspaceSuffix, address))
+      return fail(status, lastError + " (the workspace query of layer " +
+                              std::to_string(layer.info.layer) + ")");
+    layer.workspaceBytes = reinterpret_cast<WorkspaceFn>(address);
   }
   return MOE_OK;
 }
@@ -755,8 +773,14 @@ moe_status moe_layer_run(moe_model *model, int32_t layer, const void *hidden,
       scratchWeights.resize(routed);
       topk_weights = scratchWeights.data();
     }
+    int64_t workspaceBytes = entry->workspaceBytes(tokens);
+    if (workspaceBytes < 0)
+      return fail(MOE_ERROR_FORMAT,
+                  "layer " + std::to_string(layer) +
+                      ": the library asks for a negative workspace");
+    uint8_t *workspace = threadWorkspace(static_cast<size_t>(workspaceBytes));
     entry->function(input, tokens, output, topk_ids, topk_weights,
-                    model->weights);
+                    model->weights, workspace);
     return MOE_OK;
   });
 }

@@ -29,16 +29,36 @@ static void run(int64_t hidden_size, int32_t experts, int32_t top_k,
   }
 }
 
+/* The workspace is real memory the runtime provides: the fake layers fill it
+ * and read it back, so a bad pointer or size would crash or corrupt. */
+static void touch(uint8_t *workspace, int64_t tokens) {
+  for (int64_t i = 0; i < 64 * tokens; ++i)
+    workspace[i] = (uint8_t)i;
+  for (int64_t i = 0; i < 64 * tokens; ++i)
+    if (workspace[i] != (uint8_t)i)
+      __builtin_trap();
+}
+
+EXPORT int64_t moe_layer_1_workspace_bytes(int64_t tokens) {
+  return 64 * tokens;
+}
+
+EXPORT int64_t moe_layer_3_workspace_bytes(int64_t tokens) {
+  return 64 * tokens;
+}
+
 EXPORT void moe_layer_1(const float *hidden, int64_t tokens, float *output,
                         int32_t *topk_ids, float *topk_weights,
-                        const uint8_t *weights) {
+                        const uint8_t *weights, uint8_t *workspace) {
+  touch(workspace, tokens);
   run(FAKE_A_HIDDEN, FAKE_A_EXPERTS, FAKE_A_TOPK, FAKE_A_OFFSET, hidden, tokens,
       output, topk_ids, topk_weights, weights);
 }
 
 EXPORT void moe_layer_3(const float *hidden, int64_t tokens, float *output,
                         int32_t *topk_ids, float *topk_weights,
-                        const uint8_t *weights) {
+                        const uint8_t *weights, uint8_t *workspace) {
+  touch(workspace, tokens);
   run(FAKE_B_HIDDEN, FAKE_B_EXPERTS, FAKE_B_TOPK, FAKE_B_OFFSET, hidden, tokens,
       output, topk_ids, topk_weights, weights);
 }

@@ -81,15 +81,19 @@ static std::string headerText(llvm::ArrayRef<cpu::LayerPlan> plans) {
       "#ifndef MOE_MODEL_H\n#define MOE_MODEL_H\n\n#include <stdint.h>\n\n"
       "#ifdef __cplusplus\nextern \"C\" {\n#endif\n\n"
       "extern const char moe_weights_hash[];\n\n";
-  for (const cpu::LayerPlan &plan : plans)
+  for (const cpu::LayerPlan &plan : plans) {
+    std::string entry = "moe_layer_" + std::to_string(plan.layerIndex);
     text += "/* layer " + std::to_string(plan.layerIndex) + ": hidden " +
             std::to_string(plan.hidden) + ", " +
             std::to_string(plan.numExperts) + " experts, top-" +
-            std::to_string(plan.topK) + " */\n" + "void moe_layer_" +
-            std::to_string(plan.layerIndex) +
+            std::to_string(plan.topK) + "; workspace: " + entry +
+            "_workspace_bytes(tokens) bytes */\n" + "int64_t " + entry +
+            "_workspace_bytes(int64_t tokens);\n" + "void " + entry +
             "(const float *hidden, int64_t tokens, float *output, int32_t "
             "*topk_ids,\n"
-            "    float *topk_weights, const uint8_t *weights);\n\n";
+            "    float *topk_weights, const uint8_t *weights, uint8_t "
+            "*workspace);\n\n";
+  }
   return text + "#ifdef __cplusplus\n}\n#endif\n\n#endif /* MOE_MODEL_H */\n";
 }
 

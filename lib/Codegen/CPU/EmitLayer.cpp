@@ -169,7 +169,8 @@ struct IR {
 /// type, a cast the memref lowering folds away. Only the leading dimension may
 /// be dynamic (`leading`).
 Value viewOf(ImplicitLocOpBuilder &b, Value base, int64_t byteOffset,
-             ArrayRef<int64_t> shape, Type element, Value leading = {}) {
+             ArrayRef<int64_t> shape, Type element, Value leading = {},
+             Value dynamicOffset = {}) {
   MLIRContext *ctx = b.getContext();
   auto i64 = b.getI64Type();
   auto ptr = LLVM::LLVMPointerType::get(ctx);
@@ -178,9 +179,11 @@ Value viewOf(ImplicitLocOpBuilder &b, Value base, int64_t byteOffset,
   auto descriptor =
       LLVM::LLVMStructType::getLiteral(ctx, {ptr, ptr, i64, array, array});
   Value address = base;
-  if (byteOffset) {
-    Value offset =
-        LLVM::ConstantOp::create(b, i64, b.getI64IntegerAttr(byteOffset));
+  if (byteOffset || dynamicOffset) {
+    Value offset = dynamicOffset
+                       ? dynamicOffset
+                       : Value(LLVM::ConstantOp::create(
+                             b, i64, b.getI64IntegerAttr(byteOffset)));
     address =
         LLVM::GEPOp::create(b, ptr, b.getI8Type(), base, ValueRange{offset});
   }
@@ -645,6 +648,77 @@ private:
 } // namespace
 
 //===----------------------------------------------------------------------===//
+// Scratch memory
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+/// The scratch buffers of one layer call, carved from a workspace the caller
+/// owns (so repeated calls reuse memory instead of allocating and page-faulting
+/// tens of MB). Each is [rows, columns] with rows = T * k (one per routing
+/// slot) or T.
+struct ScratchLayout {
+  enum Buffer {
+    Rank,
+    Permuted,
+    H,
+    Y,
+    RowScales,
+    GateValues,
+    SharedH,
+    SharedY,
+    Count
+  };
+  struct Entry {
+    bool perSlot = true;
+    int64_t columns = 0; // 0: not used by this layer
+  };
+  std::array<Entry, Count> entries;
+
+  ScratchLayout(const LayerPlan &plan, const PackedLayer &packed) {
+    entries[Rank] = {true, 1}; // index (8 bytes), like every entry's element
+    entries[Permuted] = {true, plan.hidden};
+    entries[H] = {true, packed.experts.widthPadded};
+    entries[Y] = {true, packed.experts.hiddenPadded};
+    if (plan.weightsScaleInput)
+      entries[RowScales] = {true, 1};
+    if (packed.sigmoidGate)
+      entries[GateValues] = {false, 1};
+    if (packed.shared) {
+      entries[SharedH] = {false, packed.shared->widthPadded};
+      entries[SharedY] = {false, packed.shared->hiddenPadded};
+    }
+  }
+
+  /// Byte offsets of every buffer for `tokens` (i64) and the total; buffers
+  /// start on 64-byte boundaries. Elements are reserved at 8 bytes (the rank
+  /// buffer's index) for simplicity; the f32 buffers use half of theirs.
+  std::pair<SmallVector<Value>, Value> offsets(ImplicitLocOpBuilder &b,
+                                               Value tokens, int64_t k) const {
+    Type i64 = b.getI64Type();
+    auto c = [&](int64_t v) -> Value {
+      return arith::ConstantIntOp::create(b, i64, v);
+    };
+    Value slots = arith::MulIOp::create(b, tokens, c(k));
+    SmallVector<Value> result;
+    Value next = c(0);
+    for (const Entry &entry : entries) {
+      result.push_back(next);
+      if (!entry.columns)
+        continue;
+      Value bytes = arith::MulIOp::create(b, entry.perSlot ? slots : tokens,
+                                          c(entry.columns * 8));
+      Value rounded = arith::AndIOp::create(
+          b, arith::AddIOp::create(b, bytes, c(63)), c(~int64_t(63)));
+      next = arith::AddIOp::create(b, next, rounded);
+    }
+    return {result, next};
+  }
+};
+
+} // namespace
+
+//===----------------------------------------------------------------------===//
 // The entry point
 //===----------------------------------------------------------------------===//
 
@@ -662,16 +736,17 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
   auto ptr = LLVM::LLVMPointerType::get(ctx);
   Type i64 = b.getI64Type();
   // void moe_layer_L(const float *hidden, int64_t tokens, float *output,
-  // int32_t *topk_ids,
-  //                  float *topk_weights, const uint8_t *weights)
+  //                  int32_t *topk_ids, float *topk_weights,
+  //                  const uint8_t *weights, uint8_t *workspace)
   auto function = func::FuncOp::create(
       b, "moe_layer_" + std::to_string(plan.layerIndex),
-      b.getFunctionType({ptr, i64, ptr, ptr, ptr, ptr}, {}));
+      b.getFunctionType({ptr, i64, ptr, ptr, ptr, ptr, ptr}, {}));
   Block *entry = function.addEntryBlock();
   b.setInsertionPointToStart(entry);
   Value hiddenPtr = entry->getArgument(0), tokens64 = entry->getArgument(1),
         outPtr = entry->getArgument(2), idsPtr = entry->getArgument(3),
-        weightsOutPtr = entry->getArgument(4), weights = entry->getArgument(5);
+        weightsOutPtr = entry->getArgument(4), weights = entry->getArgument(5),
+        workspace = entry->getArgument(6);
 
   int64_t H = plan.hidden, E = plan.numExperts, k = plan.topK,
           P = shape.panelWidth;
@@ -694,11 +769,15 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
   Value sharedGate = packed.sigmoidGate
                          ? viewTensor(b, weights, *packed.sigmoidGate)
                          : Value();
-  auto alloc = [&](ArrayRef<int64_t> shape, Type type,
-                   ValueRange sizes) -> Value {
-    return memref::AllocOp::create(b, MemRefType::get(shape, type), sizes);
+  ScratchLayout scratch(plan, packed);
+  SmallVector<Value> scratchOffsets = scratch.offsets(b, tokens64, k).first;
+  auto carve = [&](ScratchLayout::Buffer buffer, ArrayRef<int64_t> shape,
+                   Type type) -> Value {
+    Value rows = scratch.entries[buffer].perSlot ? slots64 : tokens64;
+    return viewOf(b, workspace, 0, shape, type, rows, scratchOffsets[buffer]);
   };
-  Value gateValues = sharedGate ? alloc({dyn}, f32, {T}) : Value();
+  Value gateValues =
+      sharedGate ? carve(ScratchLayout::GateValues, {dyn}, f32) : Value();
 
   // 1. Routing, one token per iteration.
   ir.parallel({T}, [&](IR &ir, ValueRange ivs) {
@@ -746,7 +825,7 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
   }
   // rank[s]: the slot's position among its expert's rows, or -1 when unused or
   // dropped.
-  Value rank = alloc({dyn}, b.getIndexType(), {slots});
+  Value rank = carve(ScratchLayout::Rank, {dyn}, b.getIndexType());
   ir.forLoop(ir.idx(0), slots, [&](IR &ir, Value s) {
     Value expert = ir.load(ids, {s});
     Value valid = ir.cmpi(arith::CmpIPredicate::sge, expert, ir.i32(0));
@@ -763,9 +842,10 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
     ir.store(next, offsets, {ir.add(e, ir.idx(1))});
   });
   // N = T * k rows at most; rows past offsets[E] stay unused.
-  Value permuted = alloc({dyn, H}, f32, {slots});
-  Value rowScales =
-      plan.weightsScaleInput ? alloc({dyn}, f32, {slots}) : Value();
+  Value permuted = carve(ScratchLayout::Permuted, {dyn, H}, f32);
+  Value rowScales = plan.weightsScaleInput
+                        ? carve(ScratchLayout::RowScales, {dyn}, f32)
+                        : Value();
   int64_t V = vectorLength(H);
   auto vt = VectorType::get({V}, f32);
   ir.parallel({slots}, [&](IR &ir, ValueRange ivs) {
@@ -790,8 +870,8 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
 
   // 3-4. The routed experts.
   const PackedFfn &experts = packed.experts;
-  Value h = alloc({dyn, experts.widthPadded}, f32, {slots});
-  Value y = alloc({dyn, experts.hiddenPadded}, f32, {slots});
+  Value h = carve(ScratchLayout::H, {dyn, experts.widthPadded}, f32);
+  Value y = carve(ScratchLayout::Y, {dyn, experts.hiddenPadded}, f32);
   emitFfn(ir, experts, viewFfn(b, weights, experts), permuted, offsets,
           rowScales, h, y, shape);
 
@@ -803,11 +883,10 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
         memref::AllocaOp::create(b, MemRefType::get({2}, b.getIndexType()));
     ir.store(ir.idx(0), bounds, {ir.idx(0)});
     ir.store(T, bounds, {ir.idx(1)});
-    Value sh = alloc({dyn, shared.widthPadded}, f32, {T});
-    sharedOut = alloc({dyn, shared.hiddenPadded}, f32, {T});
+    Value sh = carve(ScratchLayout::SharedH, {dyn, shared.widthPadded}, f32);
+    sharedOut = carve(ScratchLayout::SharedY, {dyn, shared.hiddenPadded}, f32);
     emitFfn(ir, shared, viewFfn(b, weights, shared), x, bounds, Value(), sh,
             sharedOut, shape);
-    memref::DeallocOp::create(b, sh);
   }
 
   // 6. Combine, one token per iteration: the shared expert's output, then the
@@ -846,13 +925,18 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
         });
   });
 
-  for (Value buffer : {rank, permuted, h, y})
-    memref::DeallocOp::create(b, buffer);
-  for (Value buffer : {rowScales, sharedOut, gateValues})
-    if (buffer)
-      memref::DeallocOp::create(b, buffer);
   func::ReturnOp::create(b);
   (void)P;
+
+  // int64_t moe_layer_L_workspace_bytes(int64_t tokens): what the caller
+  // provides.
+  b.setInsertionPointToEnd(module.getBody());
+  auto sizeFunction = func::FuncOp::create(
+      b, "moe_layer_" + std::to_string(plan.layerIndex) + "_workspace_bytes",
+      b.getFunctionType({i64}, {i64}));
+  b.setInsertionPointToStart(sizeFunction.addEntryBlock());
+  func::ReturnOp::create(
+      b, scratch.offsets(b, sizeFunction.getArgument(0), k).second);
   return success();
 }
 
