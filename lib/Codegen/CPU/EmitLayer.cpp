@@ -748,8 +748,7 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
         weightsOutPtr = entry->getArgument(4), weights = entry->getArgument(5),
         workspace = entry->getArgument(6);
 
-  int64_t H = plan.hidden, E = plan.numExperts, k = plan.topK,
-          P = shape.panelWidth;
+  int64_t H = plan.hidden, E = plan.numExperts, k = plan.topK;
   int64_t dyn = ShapedType::kDynamic;
   Value T = arith::IndexCastOp::create(b, b.getIndexType(), tokens64);
   Value slots64 = arith::MulIOp::create(
@@ -926,7 +925,6 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
   });
 
   func::ReturnOp::create(b);
-  (void)P;
 
   // int64_t moe_layer_L_workspace_bytes(int64_t tokens): what the caller
   // provides.

@@ -127,34 +127,49 @@ RefTensor takeRows(const RefTensor &t, int64_t first, int64_t count,
   return result;
 }
 
+/// Which of an expert's matrices a packed tensor needs: each packed tensor
+/// reads only its own, so the checkpoint is read (and dequantized) once per
+/// matrix.
+enum class Part { First, FirstBias, Down, DownBias };
+
 FailureOr<ExpertMatrices> loadExpert(Materializer &source, const FfnPlan &ffn,
-                                     int64_t expert) {
+                                     int64_t expert, Part part) {
   int64_t e = ffn.stacked ? expert : -1;
-  auto get = [&](Value v) -> FailureOr<std::optional<RefTensor>> {
-    if (!v)
+  auto get = [&](Value v, bool wanted) -> FailureOr<std::optional<RefTensor>> {
+    if (!v || !wanted)
       return std::optional<RefTensor>();
     FailureOr<RefTensor> t = source.get(v, e);
     if (failed(t))
       return failure();
     return std::optional<RefTensor>(std::move(*t));
   };
-  auto up = get(ffn.up), down = get(ffn.down), gate = get(ffn.gate),
-       upBias = get(ffn.upBias), downBias = get(ffn.downBias),
-       gateBias = get(ffn.gateBias);
+  bool first = part == Part::First, firstBias = part == Part::FirstBias;
+  // A fused first projection's bias is split like its weight, so both halves
+  // come through `up`.
+  auto up = get(ffn.up, first), down = get(ffn.down, part == Part::Down),
+       gate = get(ffn.gate, first), upBias = get(ffn.upBias, firstBias),
+       downBias = get(ffn.downBias, part == Part::DownBias),
+       gateBias = get(ffn.gateBias, firstBias);
   if (failed(up) || failed(down) || failed(gate) || failed(upBias) ||
       failed(downBias) || failed(gateBias))
     return failure();
-  ExpertMatrices m{*gate,   *gateBias, std::move(**up), std::move(**down),
-                   *upBias, *downBias};
+  ExpertMatrices m{*gate,
+                   *gateBias,
+                   *up ? std::move(**up) : RefTensor(),
+                   *down ? std::move(**down) : RefTensor(),
+                   *upBias,
+                   *downBias};
   int64_t width = ffn.width;
   // Fused layouts split into the separate gate and up the kernels pack side by
   // side.
   if (ffn.ffn.getGlu() == GluLayout::Halves ||
       ffn.ffn.getGlu() == GluLayout::Interleaved) {
     bool halves = ffn.ffn.getGlu() == GluLayout::Halves;
-    RefTensor fused = std::move(m.up);
-    m.gate = takeRows(fused, 0, width, halves ? 1 : 2);
-    m.up = takeRows(fused, halves ? width : 1, width, halves ? 1 : 2);
+    if (first) {
+      RefTensor fused = std::move(m.up);
+      m.gate = takeRows(fused, 0, width, halves ? 1 : 2);
+      m.up = takeRows(fused, halves ? width : 1, width, halves ? 1 : 2);
+    }
     if (m.upBias) {
       RefTensor bias = std::move(*m.upBias);
       m.gateBias = takeRows(bias, 0, width, halves ? 1 : 2);
@@ -213,11 +228,11 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
     isGate = gated && c < P / 2;
     return gated ? p * (P / 2) + (isGate ? c : c - P / 2) : p * P + c;
   };
-  auto forEachExpert = [this, plan, E](const Emit &emit,
+  auto forEachExpert = [this, plan, E](const Emit &emit, Part part,
                                        auto body) -> LogicalResult {
     Materializer source(checkpoint);
     for (int64_t e = 0; e < E; ++e) {
-      FailureOr<ExpertMatrices> m = loadExpert(source, plan, e);
+      FailureOr<ExpertMatrices> m = loadExpert(source, plan, e, part);
       if (failed(m))
         return failure();
       std::vector<uint8_t> bytes;
@@ -230,7 +245,8 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
   packed.w1 = declare(
       prefix + "w1", dtype, {E, panels1, hidden, P}, [=](const Emit &emit) {
         return forEachExpert(
-            emit, [&](ExpertMatrices &m, std::vector<uint8_t> &bytes) {
+            emit, Part::First,
+            [&](ExpertMatrices &m, std::vector<uint8_t> &bytes) {
               for (int64_t p = 0; p < panels1; ++p)
                 for (int64_t k = 0; k < hidden; ++k)
                   for (int64_t c = 0; c < P; ++c) {
@@ -244,23 +260,26 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
   if (anyBias1)
     packed.b1 = declare(
         prefix + "b1", MOE_DTYPE_F32, {E, panels1 * P}, [=](const Emit &emit) {
-          return forEachExpert(emit, [&](ExpertMatrices &m,
-                                         std::vector<uint8_t> &bytes) {
-            for (int64_t p = 0; p < panels1; ++p)
-              for (int64_t c = 0; c < P; ++c) {
-                bool isGate;
-                int64_t j = firstRow(p, c, isGate);
-                const std::optional<RefTensor> &b =
-                    isGate ? m.gateBias : m.upBias;
-                append(bytes, MOE_DTYPE_F32, j < width && b ? b->data[j] : 0.0);
-              }
-          });
+          return forEachExpert(
+              emit, Part::FirstBias,
+              [&](ExpertMatrices &m, std::vector<uint8_t> &bytes) {
+                for (int64_t p = 0; p < panels1; ++p)
+                  for (int64_t c = 0; c < P; ++c) {
+                    bool isGate;
+                    int64_t j = firstRow(p, c, isGate);
+                    const std::optional<RefTensor> &b =
+                        isGate ? m.gateBias : m.upBias;
+                    append(bytes, MOE_DTYPE_F32,
+                           j < width && b ? b->data[j] : 0.0);
+                  }
+              });
         });
   packed.w2 = declare(
       prefix + "w2", packedType(ffn.down), {E, panels2, kPad, P},
       [=, downType = packedType(ffn.down)](const Emit &emit) {
         return forEachExpert(
-            emit, [&](ExpertMatrices &m, std::vector<uint8_t> &bytes) {
+            emit, Part::Down,
+            [&](ExpertMatrices &m, std::vector<uint8_t> &bytes) {
               for (int64_t p = 0; p < panels2; ++p)
                 for (int64_t k = 0; k < kPad; ++k)
                   for (int64_t c = 0; c < P; ++c) {
@@ -274,7 +293,8 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
     packed.b2 = declare(
         prefix + "b2", MOE_DTYPE_F32, {E, panels2 * P}, [=](const Emit &emit) {
           return forEachExpert(
-              emit, [&](ExpertMatrices &m, std::vector<uint8_t> &bytes) {
+              emit, Part::DownBias,
+              [&](ExpertMatrices &m, std::vector<uint8_t> &bytes) {
                 for (int64_t n = 0; n < panels2 * P; ++n)
                   append(bytes, MOE_DTYPE_F32,
                          n < hidden ? m.downBias->data[n] : 0.0);
