@@ -44,15 +44,24 @@ std::string formatDType(moe_dtype dtype) {
   return getSafetensorsName(dtype).str();
 }
 
-/// Reads `path` (an index or other small JSON file) and parses it strictly.
-llvm::Expected<json> readJSONFile(llvm::StringRef path) {
-  auto bufferOrErr = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
-                                                 /*RequiresNullTerminator=*/
-                                                 false);
+/// Maps (or reads) `path` as bytes; the error names the file.
+llvm::Expected<std::unique_ptr<llvm::MemoryBuffer>>
+openBytes(llvm::StringRef path) {
+  auto bufferOrErr =
+      llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
+                                  /*RequiresNullTerminator=*/false);
   if (!bufferOrErr)
     return llvm::createStringError(
         bufferOrErr.getError(),
         path + ": cannot open: " + bufferOrErr.getError().message());
+  return std::move(*bufferOrErr);
+}
+
+/// Reads `path` (an index or other small JSON file) and parses it strictly.
+llvm::Expected<json> readJSONFile(llvm::StringRef path) {
+  auto bufferOrErr = openBytes(path);
+  if (!bufferOrErr)
+    return bufferOrErr.takeError();
   llvm::StringRef text = (*bufferOrErr)->getBuffer();
   // An index names each tensor once, like the headers it indexes, so the same
   // bound keeps a hostile index from exhausting memory in the DOM parser.
@@ -91,13 +100,9 @@ SafetensorsFile::open(llvm::StringRef path) {
   if (status.type() != llvm::sys::fs::file_type::regular_file)
     return makeError(path + ": not a regular file");
 
-  auto bufferOrErr = llvm::MemoryBuffer::getFile(path, /*IsText=*/false,
-                                                 /*RequiresNullTerminator=*/
-                                                 false);
+  auto bufferOrErr = openBytes(path);
   if (!bufferOrErr)
-    return llvm::createStringError(
-        bufferOrErr.getError(),
-        path + ": cannot open: " + bufferOrErr.getError().message());
+    return bufferOrErr.takeError();
   std::unique_ptr<SafetensorsFile> file(new SafetensorsFile());
   file->path = path.str();
   file->buffer = std::move(*bufferOrErr);

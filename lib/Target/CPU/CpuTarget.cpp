@@ -349,8 +349,12 @@ llvm::Expected<CpuTarget> mlir::moe::parseCpuTarget(llvm::StringRef spec) {
   return target;
 }
 
-llvm::Expected<std::string>
-mlir::moe::emitOptimizedLLVMIR(ModuleOp module, const CpuTarget &target) {
+/// Creates the target machine, translates and optimizes `module` for it, and
+/// hands both to `use`: what every output of this file starts from.
+static llvm::Error withOptimizedModule(
+    ModuleOp module, const CpuTarget &target,
+    llvm::function_ref<llvm::Error(llvm::Module &, llvm::TargetMachine &)>
+        use) {
   llvm::Expected<std::unique_ptr<llvm::TargetMachine>> machine =
       createTargetMachine(target);
   if (!machine)
@@ -360,32 +364,43 @@ mlir::moe::emitOptimizedLLVMIR(ModuleOp module, const CpuTarget &target) {
       translateAndOptimize(module, **machine, target.optLevel, llvmContext);
   if (!llvmModule)
     return llvmModule.takeError();
+  return use(**llvmModule, **machine);
+}
+
+llvm::Expected<std::string>
+mlir::moe::emitOptimizedLLVMIR(ModuleOp module, const CpuTarget &target) {
   std::string text;
-  llvm::raw_string_ostream stream(text);
-  (*llvmModule)->print(stream, /*AAW=*/nullptr);
+  if (llvm::Error error = withOptimizedModule(
+          module, target,
+          [&](llvm::Module &llvmModule, llvm::TargetMachine &) -> llvm::Error {
+            llvm::raw_string_ostream stream(text);
+            llvmModule.print(stream, /*AAW=*/nullptr);
+            return llvm::Error::success();
+          }))
+    return std::move(error);
   return text;
 }
 
 llvm::Error mlir::moe::emitObjectFile(ModuleOp module, const CpuTarget &target,
                                       llvm::StringRef objectPath) {
-  llvm::Expected<std::unique_ptr<llvm::TargetMachine>> machine =
-      createTargetMachine(target);
-  if (!machine)
-    return machine.takeError();
-  llvm::LLVMContext llvmContext;
-  llvm::Expected<std::unique_ptr<llvm::Module>> llvmModule =
-      translateAndOptimize(module, **machine, target.optLevel, llvmContext);
-  if (!llvmModule)
-    return llvmModule.takeError();
-  llvm::Expected<llvm::SmallString<0>> object =
-      emitObject(**llvmModule, **machine);
-  if (!object)
-    return object.takeError();
+  llvm::SmallString<0> objectBytes;
+  if (llvm::Error error =
+          withOptimizedModule(module, target,
+                              [&](llvm::Module &llvmModule,
+                                  llvm::TargetMachine &machine) -> llvm::Error {
+                                llvm::Expected<llvm::SmallString<0>> object =
+                                    emitObject(llvmModule, machine);
+                                if (!object)
+                                  return object.takeError();
+                                objectBytes = std::move(*object);
+                                return llvm::Error::success();
+                              }))
+    return error;
   // writeToOutput goes through a temporary file and a rename, so a reader never
   // sees half an object and a failed write leaves nothing behind.
   if (llvm::Error error =
           llvm::writeToOutput(objectPath, [&](llvm::raw_ostream &os) {
-            os << *object;
+            os << objectBytes;
             return llvm::Error::success();
           }))
     return makeError("cannot write '" + objectPath +
