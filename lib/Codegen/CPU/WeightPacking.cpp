@@ -189,6 +189,21 @@ moe_dtype packedType(Value weight) {
 const PackedTensor *WeightPacker::declare(std::string name, moe_dtype dtype,
                                           std::vector<int64_t> shape,
                                           Producer producer) {
+  if (uint64_t gap = nextOffset % options.tensorAlignment) {
+    int64_t padBytes = int64_t(options.tensorAlignment - gap);
+    std::string padName = "__pad." + std::to_string(padCount++);
+    auto pad = std::make_unique<PackedTensor>();
+    pad->name = padName;
+    pad->dtype = MOE_DTYPE_U8;
+    pad->shape = {padBytes};
+    pad->offset = nextOffset;
+    nextOffset += uint64_t(padBytes);
+    tensors.push_back(std::move(pad));
+    producers.push_back([padBytes](const Emit &emit) {
+      emit(std::vector<uint8_t>(size_t(padBytes), 0));
+      return success();
+    });
+  }
   auto tensor = std::make_unique<PackedTensor>();
   tensor->name = std::move(name);
   tensor->dtype = dtype;
@@ -208,13 +223,17 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
   packed.width = ffn.width;
   packed.gated = ffn.ffn.isGated();
   packed.ffn = ffn.ffn;
-  int64_t P = panelWidth;
+  int64_t P = options.panelWidth;
+  int64_t hiddenRows = llvm::alignTo(hidden, options.kRowMultiple);
+  packed.hiddenRows = hiddenRows;
   int64_t columnsPerPanel = packed.gated ? P / 2 : P;
   packed.panels1 = llvm::divideCeil(ffn.width, columnsPerPanel);
   packed.widthPadded = packed.panels1 * columnsPerPanel;
   packed.panels2 = llvm::divideCeil(hidden, P);
   packed.hiddenPadded = packed.panels2 * P;
-  moe_dtype dtype = packedType(ffn.up);
+  moe_dtype dtype = options.expertsAsBF16 ? MOE_DTYPE_BF16 : packedType(ffn.up);
+  moe_dtype downType =
+      options.expertsAsBF16 ? MOE_DTYPE_BF16 : packedType(ffn.down);
   bool anyBias1 = ffn.upBias || ffn.gateBias;
   int64_t E = ffn.numExperts, width = ffn.width;
   bool gated = packed.gated;
@@ -243,17 +262,18 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
   };
 
   packed.w1 = declare(
-      prefix + "w1", dtype, {E, panels1, hidden, P}, [=](const Emit &emit) {
+      prefix + "w1", dtype, {E, panels1, hiddenRows, P}, [=](const Emit &emit) {
         return forEachExpert(
             emit, Part::First,
             [&](ExpertMatrices &m, std::vector<uint8_t> &bytes) {
               for (int64_t p = 0; p < panels1; ++p)
-                for (int64_t k = 0; k < hidden; ++k)
+                for (int64_t k = 0; k < hiddenRows; ++k)
                   for (int64_t c = 0; c < P; ++c) {
                     bool isGate;
                     int64_t j = firstRow(p, c, isGate);
                     const RefTensor &w = isGate ? *m.gate : m.up;
-                    append(bytes, dtype, j < width ? w.row(j)[k] : 0.0);
+                    append(bytes, dtype,
+                           j < width && k < hidden ? w.row(j)[k] : 0.0);
                   }
             });
       });
@@ -275,8 +295,7 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
               });
         });
   packed.w2 = declare(
-      prefix + "w2", packedType(ffn.down), {E, panels2, kPad, P},
-      [=, downType = packedType(ffn.down)](const Emit &emit) {
+      prefix + "w2", downType, {E, panels2, kPad, P}, [=](const Emit &emit) {
         return forEachExpert(
             emit, Part::Down,
             [&](ExpertMatrices &m, std::vector<uint8_t> &bytes) {

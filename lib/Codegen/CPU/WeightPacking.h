@@ -34,11 +34,12 @@ struct PackedTensor {
   uint64_t offset = 0; // in the data buffer
 };
 
-/// A feed-forward's packed weights: w1 [E][panels1][H][P], w2
+/// A feed-forward's packed weights: w1 [E][panels1][Hrows][P], w2
 /// [E][panels2][Kpad][P].
 struct PackedFfn {
   int64_t numExperts = 1;
   int64_t hidden = 0, width = 0;
+  int64_t hiddenRows = 0; // K rows of w1: H, or H zero-padded (PackingOptions)
   int64_t panels1 = 0, panels2 = 0;
   int64_t widthPadded = 0;  // K of the second projection (the stored h width)
   int64_t hiddenPadded = 0; // panels2 * P
@@ -55,12 +56,28 @@ struct PackedLayer {
   std::optional<PackedFfn> shared;
 };
 
+/// How a target wants the weights beyond the panel layout.
+struct PackingOptions {
+  /// Output columns per panel (P).
+  int64_t panelWidth = 64;
+  /// w1's K rows are zero-padded to a multiple of this (the GPU kernels step
+  /// through K in tiles of 32 rows and never test for a tail).
+  int64_t kRowMultiple = 1;
+  /// Every tensor starts at a multiple of this many bytes of the data buffer
+  /// (GPU kernels load 16-byte vectors); gaps are filled with zero "pad"
+  /// tensors so the file stays a gap-free safetensors file.
+  uint64_t tensorAlignment = 1;
+  /// Expert weights stored as bf16 whatever the checkpoint's type (the GPU
+  /// kernels feed bf16 tensor cores).
+  bool expertsAsBF16 = false;
+};
+
 class WeightPacker {
 public:
-  WeightPacker(const ::moe::Checkpoint &checkpoint, int64_t panelWidth)
-      : checkpoint(checkpoint), panelWidth(panelWidth) {}
+  WeightPacker(const ::moe::Checkpoint &checkpoint, PackingOptions options)
+      : checkpoint(checkpoint), options(options) {}
 
-  int64_t getPanelWidth() const { return panelWidth; }
+  int64_t getPanelWidth() const { return options.panelWidth; }
 
   /// Plans the packed tensors of one layer (nothing is read yet).
   FailureOr<PackedLayer> planLayer(const LayerPlan &plan);
@@ -82,7 +99,8 @@ private:
                                int64_t hidden);
 
   const ::moe::Checkpoint &checkpoint;
-  int64_t panelWidth;
+  PackingOptions options;
+  int64_t padCount = 0;
   uint64_t nextOffset = 0;
   std::vector<std::unique_ptr<PackedTensor>> tensors;
   std::vector<Producer> producers;

@@ -126,11 +126,11 @@ struct IR {
     for (auto [region, fn] : {std::pair{&op.getThenRegion(), then},
                               std::pair{&op.getElseRegion(), otherwise}}) {
       OpBuilder::InsertionGuard guard(b);
-      b.setInsertionPointToStart(&region->front());
+      // A result-less if comes with implicit yields: drop them before setting
+      // the insertion point, which would otherwise point at the erased op.
       if (!region->front().empty())
-        region->front()
-            .back()
-            .erase(); // the implicit yield of a result-less if
+        region->front().back().erase();
+      b.setInsertionPointToEnd(&region->front());
       SmallVector<Value> results = fn(*this);
       scf::YieldOp::create(b, results);
     }
