@@ -1,9 +1,10 @@
 //===- Runtime.cpp - the C API of moe/runtime.h ---------------------------===//
 //
 // Opens a folder written by moe-compile (runtime/FORMAT.md) and runs its
-// layers. Built as libmoe_runtime.so, which links neither LLVM nor MLIR: the
+// layers, on the CPU or (for a cuda folder) through CudaBackend. Built as
+// libmoe_runtime.so, which links neither LLVM nor MLIR nor CUDA: the
 // safetensors rules come from lib/Weights/SafetensorsFormat.cpp, compiled into
-// this library.
+// this library, and the CUDA driver is loaded at run time (CudaDriver).
 //
 // Conventions:
 // - No exception crosses the C boundary: every API function runs its body under
@@ -12,20 +13,22 @@
 // - Every failure sets the calling thread's message (moe_last_error) naming the
 // file, layer
 //   or argument at fault. Successes leave the message alone, as errno does.
-// - A model is immutable once opened, so moe_layer_run touches no shared
-// mutable state.
+// - A CPU model is immutable once opened, so moe_layer_run touches no shared
+// mutable state. A CUDA model's device state is serialized by its own mutex.
 //
 //===----------------------------------------------------------------------===//
 
 // The API functions are the only symbols the library exports (the rest of it is
 // built with -fvisibility=hidden, and exports.map hides whatever else the
-// linker would export).
+// linker would export). It must come before every other header that includes
+// moe/runtime.h, so that this is the declaration the include guard keeps.
 #pragma GCC visibility push(default)
 #include "moe/runtime.h"
 #pragma GCC visibility pop
 
 #include "lib/Support/DTypeTable.h"
 #include "lib/Weights/SafetensorsFormat.h"
+#include "runtime/CudaBackend.h"
 #include "runtime/HostCpu.h"
 
 #include <nlohmann/json.hpp>
@@ -57,6 +60,7 @@ using EntryFn = void (*)(const float *hidden, int64_t tokens, float *output,
                          const uint8_t *weights, uint8_t *workspace);
 using WorkspaceFn = int64_t (*)(int64_t tokens);
 constexpr const char *kWorkspaceSuffix = "_workspace_bytes";
+constexpr const char *kLaunchesSuffix = "_launches";
 
 /// The calling thread's workspace: it only grows, so a thread that runs layers
 /// repeatedly reuses the same pages instead of faulting in fresh ones per call.
@@ -176,14 +180,31 @@ moe_status openRegularFile(const std::string &path, FileDescriptor &file,
 struct LayerEntry {
   moe_layer_info info;
   std::string entry;
+  std::vector<std::string> cudaKernels; ///< cuda targets only
 };
 
 struct Manifest {
+  std::string target;   ///< "cpu" or "cuda"
+  std::string cudaArch; ///< cuda targets only: "sm_80", "sm_90a", ...
   std::string library;
   std::string weights;
   std::string weightsHash;
   std::vector<LayerEntry> layers;
 };
+
+/// "sm_" and two or three digits (major, then one minor digit), optionally
+/// followed by "a" (architecture-specific features, e.g. sm_90a).
+bool isCudaArch(const std::string &text) {
+  if (text.compare(0, 3, "sm_") != 0)
+    return false;
+  size_t digits = 0;
+  while (3 + digits < text.size() && text[3 + digits] >= '0' &&
+         text[3 + digits] <= '9')
+    ++digits;
+  std::string rest = text.substr(3 + digits);
+  return digits >= 2 && digits <= 3 && text[3] != '0' &&
+         (rest.empty() || rest == "a");
+}
 
 bool isLowercaseHex(const std::string &text) {
   for (char c : text)
@@ -233,10 +254,21 @@ public:
     const std::string *target = nullptr;
     if (moe_status status = getString(root, "", "target", true, target))
       return status;
-    if (*target != "cpu")
+    if (*target != "cpu" && *target != "cuda")
       return fail(MOE_ERROR_UNSUPPORTED, path + ": target " + quote(*target) +
                                              " is not supported; this runtime "
-                                             "runs 'cpu' only");
+                                             "runs 'cpu' and 'cuda'");
+    manifest.target = *target;
+    cuda = *target == "cuda";
+    if (cuda) {
+      const std::string *arch = nullptr;
+      if (moe_status status = getString(root, "", "cuda_arch", true, arch))
+        return status;
+      if (!isCudaArch(*arch))
+        return error("\"cuda_arch\" is " + quote(*arch) +
+                     ", not a CUDA architecture such as 'sm_80' or 'sm_90a'");
+      manifest.cudaArch = *arch;
+    }
 
     // Descriptive fields: optional, but typed when present.
     for (const char *name : {"compiler", "model_type", "cpu", "cpu_features"}) {
@@ -244,8 +276,9 @@ public:
       if (moe_status status = getString(root, "", name, false, value))
         return status;
     }
-    // The files. header and ir are for people, but must still be plain names.
-    for (const char *name : {"library", "weights", "header", "ir"}) {
+    // The files. header, ir and kernels (the PTX folder of a cuda target) are
+    // for people, but must still be plain names.
+    for (const char *name : {"library", "weights", "header", "ir", "kernels"}) {
       bool required = std::strcmp(name, "library") == 0 ||
                       std::strcmp(name, "weights") == 0;
       const std::string *value = nullptr;
@@ -361,10 +394,34 @@ private:
     layer.info.num_experts = static_cast<int32_t>(experts);
     layer.info.top_k = static_cast<int32_t>(topK);
     layer.entry = *symbol;
+    if (cuda)
+      return checkCudaKernels(entry, named, layer);
+    return MOE_OK;
+  }
+
+  /// A cuda layer's "cuda_kernels": the names of its kernels, in the order
+  /// launch records index them.
+  moe_status checkCudaKernels(const json &entry, const std::string &named,
+                              LayerEntry &layer) {
+    auto kernels = entry.find("cuda_kernels");
+    if (kernels == entry.end())
+      return error(named + ": missing \"cuda_kernels\" (a cuda target names "
+                           "every kernel of a layer)");
+    if (!kernels->is_array() || kernels->empty())
+      return error(named + ": \"cuda_kernels\" is not a non-empty array");
+    for (size_t i = 0; i < kernels->size(); ++i) {
+      const std::string *name = (*kernels)[i].get_ptr<const std::string *>();
+      if (!name || !isCIdentifier(*name))
+        return error(named + ": \"cuda_kernels\"[" + std::to_string(i) +
+                     "] is " + (*kernels)[i].dump() +
+                     ", not a kernel name (a C identifier)");
+      layer.cudaKernels.push_back(*name);
+    }
     return MOE_OK;
   }
 
   const std::string &path;
+  bool cuda = false; ///< the target is "cuda": layers name their kernels
 };
 
 /// Reads and checks `folder`/manifest.json.
@@ -422,26 +479,72 @@ moe_status readManifest(const std::string &folder, Manifest &manifest,
 // The model
 //===----------------------------------------------------------------------===//
 
+namespace {
+
+/// Where a model runs, as moe_model_open_device's `device` names it.
+struct Device {
+  enum Kind { Default, Cpu, Cuda } kind = Default;
+  int ordinal = 0; ///< cuda:N
+
+  /// "cpu" or "cuda:N" (N decimal digits only, within int); null is Default.
+  bool parse(const char *text) {
+    if (!text) {
+      kind = Default;
+      return true;
+    }
+    std::string name = text;
+    if (name == "cpu") {
+      kind = Cpu;
+      return true;
+    }
+    if (name.compare(0, 5, "cuda:") != 0 || name.size() == 5 ||
+        name.size() > 5 + 9) // nine digits always fit in an int
+      return false;
+    int value = 0;
+    for (size_t i = 5; i < name.size(); ++i) {
+      if (name[i] < '0' || name[i] > '9')
+        return false;
+      value = value * 10 + (name[i] - '0');
+    }
+    kind = Cuda;
+    ordinal = value;
+    return true;
+  }
+
+  std::string name() const {
+    return kind == Cuda ? "cuda:" + std::to_string(ordinal) : "cpu";
+  }
+};
+
+} // namespace
+
 struct moe_model {
   struct Layer {
     moe_layer_info info;
     std::string entry;
-    EntryFn function = nullptr;
+    EntryFn function = nullptr; ///< cpu targets only
     WorkspaceFn workspaceBytes = nullptr;
+    std::vector<std::string> cudaKernels; ///< cuda targets only
   };
 
   std::string folder;
   std::vector<Layer> layers;
-  /// The weights file, mapped read-only, and the start of its data buffer.
+  /// The weights file, mapped read-only, and the start and size of its data
+  /// buffer.
   void *mapping = nullptr;
   size_t mappingSize = 0;
   const uint8_t *weights = nullptr;
+  size_t weightsSize = 0;
   void *library = nullptr;
+  /// The device side of a model opened on cuda:N; null on the cpu.
+  std::unique_ptr<moe::runtime::CudaModel> cuda;
 
   moe_model() = default;
   moe_model(const moe_model &) = delete;
   moe_model &operator=(const moe_model &) = delete;
   ~moe_model() {
+    // The device side first: it was built from the library's symbols.
+    cuda.reset();
     if (library)
       ::dlclose(library);
     if (mapping)
@@ -455,16 +558,18 @@ struct moe_model {
     return nullptr;
   }
 
-  moe_status open(const std::string &path);
+  moe_status open(const std::string &path, Device device);
 
 private:
   moe_status mapWeights(const std::string &path,
                         const std::string &manifestHash);
   moe_status loadLibrary(const std::string &path,
-                         const std::string &manifestHash);
+                         const std::string &manifestHash, bool forCuda);
+  moe_status openCuda(const std::string &libraryPath, const Manifest &manifest,
+                      int ordinal);
 };
 
-moe_status moe_model::open(const std::string &path) {
+moe_status moe_model::open(const std::string &path, Device device) {
   folder = path;
   struct stat status;
   if (::stat(folder.c_str(), &status) != 0) {
@@ -478,6 +583,21 @@ moe_status moe_model::open(const std::string &path) {
   std::string cpuFeatures;
   if (moe_status status = readManifest(folder, manifest, cpuFeatures))
     return status;
+  // A folder runs on its own target's kind of device only: the library of a
+  // cpu folder holds CPU code, that of a cuda folder launch tables.
+  bool cudaFolder = manifest.target == "cuda";
+  if (device.kind == Device::Default)
+    device.kind = cudaFolder ? Device::Cuda : Device::Cpu;
+  if (cudaFolder != (device.kind == Device::Cuda))
+    return fail(MOE_ERROR_UNSUPPORTED,
+                folder + ": compiled for target '" + manifest.target + "'" +
+                    (cudaFolder ? " (" + manifest.cudaArch + ")" : "") +
+                    ", which cannot run on device '" + device.name() + "'" +
+                    (cudaFolder ? "; open it on 'cuda:N'"
+                                : "; compile it with --target cuda to run on "
+                                  "a GPU"));
+  // A cuda folder's host library is compiled for generic x86-64 and lists no
+  // features; if it lists some, they are checked as for a cpu folder.
   std::string missing = moe::runtime::findMissingCpuFeature(cpuFeatures);
   if (!missing.empty())
     return fail(MOE_ERROR_UNSUPPORTED, joinPath(folder, kManifestName) +
@@ -485,12 +605,19 @@ moe_status moe_model::open(const std::string &path) {
                                            missing +
                                            "', which this machine lacks");
   for (LayerEntry &entry : manifest.layers)
-    layers.push_back(Layer{entry.info, std::move(entry.entry), nullptr});
+    layers.push_back(Layer{entry.info, std::move(entry.entry), nullptr, nullptr,
+                           std::move(entry.cudaKernels)});
 
   if (moe_status status =
           mapWeights(joinPath(folder, manifest.weights), manifest.weightsHash))
     return status;
-  return loadLibrary(joinPath(folder, manifest.library), manifest.weightsHash);
+  std::string libraryPath = joinPath(folder, manifest.library);
+  if (moe_status status =
+          loadLibrary(libraryPath, manifest.weightsHash, cudaFolder))
+    return status;
+  if (cudaFolder)
+    return openCuda(libraryPath, manifest, device.ordinal);
+  return MOE_OK;
 }
 
 moe_status moe_model::mapWeights(const std::string &path,
@@ -519,6 +646,7 @@ moe_status moe_model::mapWeights(const std::string &path,
                                    mappingSize, path, header, error))
     return fail(MOE_ERROR_FORMAT, error);
   weights = static_cast<const uint8_t *>(mapping) + header.dataOffset;
+  weightsSize = mappingSize - static_cast<size_t>(header.dataOffset);
 
   auto hash = header.metadata.find(kHashMetadataKey);
   if (hash == header.metadata.end())
@@ -533,7 +661,8 @@ moe_status moe_model::mapWeights(const std::string &path,
 }
 
 moe_status moe_model::loadLibrary(const std::string &path,
-                                  const std::string &manifestHash) {
+                                  const std::string &manifestHash,
+                                  bool forCuda) {
   // A missing file is an I/O error; one dlopen rejects is a malformed library.
   struct stat status;
   if (::stat(path.c_str(), &status) != 0) {
@@ -577,15 +706,80 @@ moe_status moe_model::loadLibrary(const std::string &path,
 
   for (Layer &layer : layers) {
     void *address = nullptr;
-    if (moe_status status = lookup(layer.entry, address))
-      return fail(status, lastError + " (the entry point of layer " +
-                              std::to_string(layer.info.layer) + ")");
-    layer.function = reinterpret_cast<EntryFn>(address);
+    // A cuda folder's layers have no host entry point: the runtime launches
+    // their kernels (openCuda).
+    if (!forCuda) {
+      if (moe_status status = lookup(layer.entry, address))
+        return fail(status, lastError + " (the entry point of layer " +
+                                std::to_string(layer.info.layer) + ")");
+      layer.function = reinterpret_cast<EntryFn>(address);
+    }
     if (moe_status status = lookup(layer.entry + kWorkspaceSuffix, address))
       return fail(status, lastError + " (the workspace query of layer " +
                               std::to_string(layer.info.layer) + ")");
     layer.workspaceBytes = reinterpret_cast<WorkspaceFn>(address);
   }
+  return MOE_OK;
+}
+
+moe_status moe_model::openCuda(const std::string &libraryPath,
+                               const Manifest &manifest, int ordinal) {
+  auto lookup = [&](const std::string &symbol, const std::string &what,
+                    void *&address) {
+    ::dlerror();
+    address = ::dlsym(library, symbol.c_str());
+    const char *why = ::dlerror();
+    if (!address || why)
+      return fail(MOE_ERROR_FORMAT,
+                  libraryPath + ": no symbol '" + symbol + "'" +
+                      (why ? std::string(": ") + why : std::string()) + " (" +
+                      what + ")");
+    return MOE_OK;
+  };
+  std::vector<moe::runtime::CudaLayerSpec> specs;
+  for (const Layer &layer : layers) {
+    std::string named = "layer " + std::to_string(layer.info.layer);
+    moe::runtime::CudaLayerSpec spec;
+    spec.layer = layer.info.layer;
+    spec.entry = layer.entry;
+    spec.hiddenSize = layer.info.hidden_size;
+    spec.topK = layer.info.top_k;
+    spec.workspaceBytes = layer.workspaceBytes;
+    void *address = nullptr;
+    if (moe_status status = lookup(layer.entry + kLaunchesSuffix,
+                                   "the launch table of " + named, address))
+      return status;
+    spec.launches = reinterpret_cast<moe::runtime::CudaLaunchesFn>(address);
+    for (size_t i = 0; i < layer.cudaKernels.size(); ++i) {
+      moe::runtime::CudaKernelImage image;
+      image.name = layer.cudaKernels[i];
+      std::string prefix = layer.entry + "_kernel_" + std::to_string(i);
+      std::string what = "kernel " + std::to_string(i) + " '" + image.name +
+                         "' of " + named + " in \"cuda_kernels\"";
+      if (moe_status status =
+              lookup(prefix + "_ptx", "the PTX of " + what, address))
+        return status;
+      image.ptx = static_cast<const char *>(address);
+      if (moe_status status = lookup(prefix + "_cubin_size",
+                                     "the cubin size of " + what, address))
+        return status;
+      std::memcpy(&image.cubinSize, address, sizeof(image.cubinSize));
+      if (image.cubinSize > 0) {
+        if (moe_status status =
+                lookup(prefix + "_cubin", "the cubin of " + what, address))
+          return status;
+        image.cubin = address;
+      }
+      spec.kernels.push_back(std::move(image));
+    }
+    specs.push_back(std::move(spec));
+  }
+  std::string error;
+  if (moe_status status = moe::runtime::CudaModel::open(
+          folder + ": cuda:" + std::to_string(ordinal), ordinal,
+          manifest.cudaArch, weights, weightsSize, std::move(specs), cuda,
+          error))
+    return fail(status, std::move(error));
   return MOE_OK;
 }
 
@@ -616,31 +810,52 @@ const char *moe_status_string(moe_status status) {
   case MOE_ERROR_SHAPE:
     return "hidden size differs from the layer's";
   case MOE_ERROR_UNSUPPORTED:
-    return "unsupported target, format version or CPU";
+    return "unsupported target, device, format version or CPU";
   case MOE_ERROR_OUT_OF_MEMORY:
     return "out of memory";
+  case MOE_ERROR_DEVICE:
+    return "the GPU or its driver failed";
   }
   return "unknown status";
 }
 
-moe_status moe_model_open(const char *folder, moe_model **model) {
-  return guarded("moe_model_open", [&]() -> moe_status {
+namespace {
+
+moe_status openModel(const char *function, const char *folder,
+                     const char *device, moe_model **model) {
+  return guarded(function, [&]() -> moe_status {
+    std::string name = function;
     if (!model)
       return fail(MOE_ERROR_INVALID_ARGUMENT,
-                  "moe_model_open: model (the out-parameter) "
-                  "is null");
+                  name + ": model (the out-parameter) is null");
     *model = nullptr;
     if (!folder)
-      return fail(MOE_ERROR_INVALID_ARGUMENT, "moe_model_open: folder is null");
+      return fail(MOE_ERROR_INVALID_ARGUMENT, name + ": folder is null");
     if (!*folder)
+      return fail(MOE_ERROR_INVALID_ARGUMENT, name + ": folder is empty");
+    Device where;
+    if (!where.parse(device))
       return fail(MOE_ERROR_INVALID_ARGUMENT,
-                  "moe_model_open: folder is empty");
+                  name + ": device " + quote(device) +
+                      " is not valid; expected 'cpu' or 'cuda:N' with N a "
+                      "device ordinal (0, 1, ...)");
     std::unique_ptr<moe_model> opened(new moe_model());
-    if (moe_status status = opened->open(folder))
+    if (moe_status status = opened->open(folder, where))
       return status;
     *model = opened.release();
     return MOE_OK;
   });
+}
+
+} // namespace
+
+moe_status moe_model_open(const char *folder, moe_model **model) {
+  return openModel("moe_model_open", folder, nullptr, model);
+}
+
+moe_status moe_model_open_device(const char *folder, const char *device,
+                                 moe_model **model) {
+  return openModel("moe_model_open_device", folder, device, model);
 }
 
 void moe_model_close(moe_model *model) { delete model; }
@@ -762,6 +977,15 @@ moe_status moe_layer_run(moe_model *model, int32_t layer, const void *hidden,
         std::memcpy(&converted[i], &bits, sizeof(bits));
       }
       input = converted.data();
+    }
+    if (model->cuda) {
+      // Unwanted routing outputs stay in device scratch: nothing to copy.
+      std::string error;
+      if (moe_status status = model->cuda->run(
+              static_cast<size_t>(entry - model->layers.data()), input, tokens,
+              output, topk_ids, topk_weights, error))
+        return fail(status, std::move(error));
+      return MOE_OK;
     }
     std::vector<int32_t> scratchIds;
     std::vector<float> scratchWeights;

@@ -1,11 +1,13 @@
 /*===- moe/runtime.h - run MoE layers compiled by moec ------------*- C -*-===*
  *
  * A compiled output folder (moe-compile CKPT -o OUT) holds a shared library of
- *generated code, the weights file it reads, manifest.json and the final IR.
- *This API opens such a folder and runs its layers. Every call reports failure
- *as a status code, with a message from moe_last_error(); nothing aborts the
- *process. Calls on one model from several threads are safe as long as they
- *write to different output buffers.
+ * generated code, the weights file it reads, manifest.json and the final IR.
+ * This API opens such a folder and runs its layers, on the CPU or, for a
+ * folder compiled with --target cuda, on an NVIDIA GPU through the CUDA driver
+ * (loaded when such a model is opened; the library itself needs no CUDA).
+ * Every call reports failure as a status code, with a message from
+ * moe_last_error(); nothing aborts the process. Calls on one model from
+ * several threads are safe as long as they write to different output buffers.
  *
  *===----------------------------------------------------------------------===*/
 
@@ -33,6 +35,7 @@ typedef enum moe_status {
   MOE_ERROR_UNSUPPORTED =
       7, /* e.g. a target this build or machine cannot run */
   MOE_ERROR_OUT_OF_MEMORY = 8,
+  MOE_ERROR_DEVICE = 9, /* the GPU or its driver failed (a kernel fault, ...) */
 } moe_status;
 
 /* The message of the calling thread's last failed call ("" if none). Successful
@@ -44,10 +47,23 @@ const char *moe_status_string(moe_status status);
 
 typedef struct moe_model moe_model;
 
-/* Opens a compiled folder: reads manifest.json, maps the weights file, loads
- * the library and checks that library, weights and manifest belong together (a
- * mismatched or truncated weights file is refused). */
+/* Opens a compiled folder on the device it was compiled for ("cpu" for
+ * --target cpu, "cuda:0" for --target cuda): reads manifest.json, maps the
+ * weights file, loads the library and checks that library, weights and
+ * manifest belong together (a mismatched or truncated weights file is
+ * refused). */
 moe_status moe_model_open(const char *folder, moe_model **model);
+/* As moe_model_open, on `device`: "cpu", or "cuda:N" with N the decimal
+ * ordinal of a CUDA device (as the driver numbers them); null means the
+ * folder's own target. Any other string is MOE_ERROR_INVALID_ARGUMENT. A folder
+ * runs only on its target's kind of device: a cpu folder on "cuda:N", or a
+ * cuda folder on "cpu", is MOE_ERROR_UNSUPPORTED. On "cuda:N" the runtime
+ * loads the CUDA driver (libcuda.so.1, or the file named by the environment
+ * variable MOE_CUDA_DRIVER), loads the kernels and copies the weights to the
+ * device; no driver or no such device is MOE_ERROR_UNSUPPORTED, an ordinal
+ * beyond the devices present MOE_ERROR_INVALID_ARGUMENT. */
+moe_status moe_model_open_device(const char *folder, const char *device,
+                                 moe_model **model);
 /* Releases everything moe_model_open acquired; null is ignored. */
 void moe_model_close(moe_model *model);
 
@@ -68,7 +84,9 @@ moe_status moe_model_layer_info(const moe_model *model, int32_t i,
  * hidden_size] of `dtype` (MOE_DTYPE_F32 or MOE_DTYPE_BF16), writing [tokens,
  * hidden_size] f32 to `output`. `topk_ids` ([tokens, k] int32) and
  * `topk_weights` ([tokens, k] float) receive the routing decision when not
- * null; unused top-p slots hold -1 and 0. */
+ * null; unused top-p slots hold -1 and 0. All pointers are host memory, also
+ * for a model on a GPU: the call copies in, runs and copies out before it
+ * returns (calls on one GPU model run one at a time). */
 moe_status moe_layer_run(moe_model *model, int32_t layer, const void *hidden,
                          moe_dtype dtype, int64_t tokens, int64_t hidden_size,
                          float *output, int32_t *topk_ids, float *topk_weights);

@@ -15,46 +15,17 @@
 
 #include "fake_model.h"
 #include "sha256.h"
+#include "test_support.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <ftw.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-/*===----------------------------------------------------------------------===*
- * Reporting
- *===----------------------------------------------------------------------===*/
-
-static int passed, failed;
-
-/* Records one check: prints "PASS: name" or "FAIL: name: why". */
-static int check(int ok, const char *name, const char *format, ...) {
-  if (ok) {
-    ++passed;
-    printf("PASS: %s\n", name);
-  } else {
-    ++failed;
-    printf("FAIL: %s: ", name);
-    va_list args;
-    va_start(args, format);
-    vprintf(format, args);
-    va_end(args);
-    printf("\n");
-  }
-  fflush(stdout);
-  return ok;
-}
-
-static int contains(const char *haystack, const char *needle) {
-  return haystack && needle && strstr(haystack, needle) != NULL;
-}
 
 /*===----------------------------------------------------------------------===*
  * Writing folders
@@ -65,109 +36,6 @@ static const char *fake_lib; /* argv[1] */
 static const char *fake_lib_nohash; /* argv[2] */
 static char good_hash[65];          /* SHA-256 of the default data buffer */
 static const float kGoodWeights[4] = FAKE_WEIGHTS;
-
-static void die(const char *what) {
-  fprintf(stderr, "runtime_test: %s: %s\n", what, strerror(errno));
-  exit(2);
-}
-
-static void join(char *out, size_t size, const char *folder, const char *name) {
-  if ((size_t)snprintf(out, size, "%s/%s", folder, name) >= size) {
-    fprintf(stderr, "runtime_test: path too long\n");
-    exit(2);
-  }
-}
-
-static void write_bytes(const char *path, const void *bytes, size_t size) {
-  FILE *file = fopen(path, "wb");
-  if (!file)
-    die(path);
-  if (size && fwrite(bytes, 1, size, file) != size)
-    die(path);
-  if (fclose(file) != 0)
-    die(path);
-}
-
-static void copy_file(const char *from, const char *to) {
-  FILE *in = fopen(from, "rb");
-  if (!in)
-    die(from);
-  FILE *out = fopen(to, "wb");
-  if (!out)
-    die(to);
-  char buffer[65536];
-  size_t got;
-  while ((got = fread(buffer, 1, sizeof(buffer), in)) > 0)
-    if (fwrite(buffer, 1, got, out) != got)
-      die(to);
-  if (ferror(in))
-    die(from);
-  fclose(in);
-  if (fclose(out) != 0)
-    die(to);
-}
-
-/* The little-endian bytes of four f32 values: the data buffer. */
-static void encode_weights(const float values[4], uint8_t out[16]) {
-  for (int i = 0; i < 4; ++i) {
-    uint32_t bits;
-    memcpy(&bits, &values[i], sizeof(bits));
-    for (int b = 0; b < 4; ++b)
-      out[4 * i + b] = (uint8_t)(bits >> (8 * b));
-  }
-}
-
-/* How to spoil weights.safetensors. */
-typedef struct {
-  const float *values; /* data buffer values; NULL: kGoodWeights */
-  const char
-      *metadata_hash; /* NULL: the SHA-256 of the data; "": no metadata */
-  size_t drop_tail;   /* bytes cut from the end of the file */
-  int header_length_past_end; /* write a header length larger than the file */
-} weights_spec;
-
-static void write_weights(const char *folder, const weights_spec *spec) {
-  uint8_t data[16];
-  encode_weights(spec->values ? spec->values : kGoodWeights, data);
-  char hash[65];
-  sha256_hex(data, sizeof(data), hash);
-  const char *metadata_hash = spec->metadata_hash ? spec->metadata_hash : hash;
-
-  char header[1024];
-  int length;
-  if (*metadata_hash)
-    length = snprintf(header, sizeof(header),
-                      "{\"__metadata__\":{\"moec_weights_hash\":\"%s\"},",
-                      metadata_hash);
-  else
-    length = snprintf(header, sizeof(header), "{");
-  length += snprintf(header + length, sizeof(header) - (size_t)length,
-                     "\"layer%d.w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_"
-                     "offsets\":[%d,%d]},"
-                     "\"layer%d.w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_"
-                     "offsets\":[%d,%d]}}",
-                     FAKE_A_LAYER, FAKE_A_OFFSET, FAKE_A_OFFSET + 8,
-                     FAKE_B_LAYER, FAKE_B_OFFSET, FAKE_B_OFFSET + 8);
-  while (length % 8 != 0) /* pad with spaces, as moec's writer does */
-    header[length++] = ' ';
-
-  uint8_t file[8 + sizeof(header) + sizeof(data)];
-  size_t size = 0;
-  uint64_t declared = (uint64_t)length;
-  if (spec->header_length_past_end)
-    declared = 8 + (uint64_t)length + sizeof(data) + 1000;
-  for (int b = 0; b < 8; ++b)
-    file[size++] = (uint8_t)(declared >> (8 * b));
-  memcpy(file + size, header, (size_t)length);
-  size += (size_t)length;
-  memcpy(file + size, data, sizeof(data));
-  size += sizeof(data);
-  size -= spec->drop_tail < size ? spec->drop_tail : size;
-
-  char path[4096];
-  join(path, sizeof(path), folder, "weights.safetensors");
-  write_bytes(path, file, size);
-}
 
 /* The members of manifest.json, each as JSON text; NULL leaves the member out.
  */
@@ -244,14 +112,6 @@ static void make_folder(char *out, size_t size, const char *name) {
   char library[4096];
   join(library, sizeof(library), out, "libmoe_model.so");
   copy_file(fake_lib, library);
-}
-
-static int remove_entry(const char *path, const struct stat *status, int flag,
-                        struct FTW *ftw) {
-  (void)status;
-  (void)flag;
-  (void)ftw;
-  return remove(path);
 }
 
 /*===----------------------------------------------------------------------===*
@@ -444,9 +304,9 @@ static void test_open_errors(void) {
   expect_manifest_failure("format version a fraction", &manifest,
                           MOE_ERROR_FORMAT, "format_version");
   manifest = default_manifest();
-  manifest.target = "\"cuda\"";
+  manifest.target = "\"rocm\"";
   expect_manifest_failure("unsupported target", &manifest,
-                          MOE_ERROR_UNSUPPORTED, "cuda");
+                          MOE_ERROR_UNSUPPORTED, "rocm");
   manifest = default_manifest();
   manifest.target = "7";
   expect_manifest_failure("target not a string", &manifest, MOE_ERROR_FORMAT,
@@ -912,11 +772,7 @@ int main(int argc, char **argv) {
   }
   fake_lib = argv[1];
   fake_lib_nohash = argv[2];
-  const char *tmp = getenv("TMPDIR");
-  snprintf(root, sizeof(root), "%s/moe-runtime-test.XXXXXX",
-           tmp && *tmp ? tmp : "/tmp");
-  if (!mkdtemp(root))
-    die(root);
+  make_temp_root(root, sizeof(root), "moe-runtime-test");
 
   /* The hash helpers first: everything else relies on them. */
   char hex[65];
@@ -955,13 +811,13 @@ int main(int argc, char **argv) {
   check(strcmp(moe_last_error(), "") == 0, "no error before any call", "'%s'",
         moe_last_error());
   int strings_ok = 1;
-  for (int s = MOE_OK; s <= MOE_ERROR_OUT_OF_MEMORY; ++s)
+  for (int s = MOE_OK; s <= MOE_ERROR_DEVICE; ++s)
     strings_ok &= moe_status_string((moe_status)s) != NULL &&
                   moe_status_string((moe_status)s)[0] != '\0';
   strings_ok &= moe_status_string((moe_status)1234) != NULL;
   check(strings_ok, "moe_status_string", "a status has no description");
   moe_model_close(NULL);
-  check(1, "close(NULL)", "");
+  check(1, "close(NULL)", "%s", "");
 
   /* A good folder. */
   char folder[4096];
@@ -1021,10 +877,6 @@ int main(int argc, char **argv) {
 
   test_open_errors();
 
-  if (!getenv("MOE_RUNTIME_TEST_KEEP"))
-    nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-  else
-    printf("kept %s\n", root);
-  printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  remove_temp_root(root);
+  return report_summary();
 }

@@ -3,11 +3,12 @@
 //   moe-run MODULE.mlir --weights-dir DIR --layer N --input in.safetensors
 //           --output out.safetensors
 //   moe-run OUT --layer N --input in.safetensors --output out.safetensors
-//           [--device cpu] [--check [--weights-dir DIR]] [--bench ITERS]
+//           [--device cpu|cuda:N] [--check [--weights-dir DIR]] [--bench ITERS]
 //
 // On a .mlir module: evaluates layer N with the float64 reference evaluator (no
 // code generation). On a folder compiled by moe-compile: runs the generated
-// code through the runtime (include/moe/runtime.h); --check also evaluates the
+// code through the runtime (include/moe/runtime.h), on the device --device
+// names (default: the folder's own target); --check also evaluates the
 // folder's final.mlir with the reference evaluator on the same input and prints
 // the relative error, --bench times the layer. Input: `hidden_states` [T, H],
 // F32 or BF16. Output: `hidden_states` [T, H] F32, `topk_ids` [T, k] I32 and
@@ -57,15 +58,19 @@ static cl::opt<std::string>
                         "--check reads, default: its source)"),
                cl::value_desc("dir"));
 static cl::opt<std::string>
-    device("device", cl::desc("where a compiled folder runs: cpu"),
-           cl::init("cpu"));
+    device("device",
+           cl::desc("where a compiled folder runs: cpu or cuda:N (GPU N); "
+                    "default: the target it was compiled for"),
+           cl::value_desc("cpu|cuda:N"));
 static cl::opt<bool>
     check("check", cl::desc("also run the float64 reference evaluator and "
                             "print the relative error"));
-static cl::opt<double>
-    tolerance("tolerance",
-              cl::desc("with --check: the largest relative error accepted"),
-              cl::init(1e-5));
+static cl::opt<double> tolerance(
+    "tolerance",
+    cl::desc("with --check: the largest relative error accepted (default 1e-5 "
+             "on the cpu; 1e-2 for a cuda folder, whose GPU kernels compute in "
+             "bf16 with f32 accumulation)"),
+    cl::init(1e-5));
 static cl::opt<unsigned>
     benchIterations("bench", cl::desc("time ITERS runs and print one line"),
                     cl::value_desc("ITERS"), cl::init(0));
@@ -255,22 +260,30 @@ static int checkAgainstReference(llvm::StringRef folder,
     }
     agree += got == want;
   }
-  bool ok = error <= tolerance && agree == tokens;
+  // GPU kernels round activations to bf16 (accumulating in f32), so a cuda
+  // folder is held to a looser bound unless the user set one.
+  bool gpu = manifest.is_object() && manifest.value("target", "") == "cuda";
+  double limit = tolerance.getNumOccurrences() || !gpu ? tolerance : 1e-2;
+  bool ok = error <= limit && agree == tokens;
   llvm::outs() << "check: rel_err=" << llvm::format("%.3e", error)
-               << " tolerance=" << llvm::format("%.1e", double(tolerance))
+               << " tolerance=" << llvm::format("%.1e", limit)
                << " routing_agreement=" << agree << "/" << tokens << " "
                << (ok ? "ok" : "FAILED") << "\n";
   return ok ? 0 : 1;
 }
 
 static int runCompiled() {
-  if (device != "cpu")
-    return fail("--device " + device +
-                ": this build runs compiled folders on the cpu");
+  // Without --device the runtime picks the folder's own target (cpu or
+  // cuda:0); with it, the runtime checks the name and that the folder can run
+  // there.
   moe_model *model = nullptr;
-  if (moe_model_open(modulePath.c_str(), &model) != MOE_OK)
+  moe_status opened =
+      device.getNumOccurrences()
+          ? moe_model_open_device(modulePath.c_str(), device.c_str(), &model)
+          : moe_model_open(modulePath.c_str(), &model);
+  if (opened != MOE_OK)
     return fail(moe_last_error());
-  auto close = llvm::make_scope_exit([&] { moe_model_close(model); });
+  llvm::scope_exit close([&] { moe_model_close(model); });
   int32_t count = 0;
   moe_model_num_layers(model, &count);
   std::optional<moe_layer_info> info;
@@ -377,7 +390,7 @@ int main(int argc, char **argv) {
         modulePath +
         " is a module, which moe-run evaluates with the reference "
         "evaluator itself");
-  if (device != "cpu")
+  if (device.getNumOccurrences())
     return fail("--device applies to compiled folders");
   auto input = readInput(inputPath);
   if (!input)

@@ -1,0 +1,524 @@
+//===- CudaBackend.cpp - running a CUDA folder's layers -------------------===//
+//
+// Every driver call happens with the model's primary context pushed on the
+// calling thread (ContextScope) and popped again, so that the runtime leaves
+// the caller's own CUDA context state as it found it.
+//
+//===----------------------------------------------------------------------===//
+
+#include "runtime/CudaBackend.h"
+
+#include <algorithm>
+#include <cstring>
+#include <limits>
+#include <tuple>
+
+namespace moe::runtime {
+
+using namespace cuda;
+
+namespace {
+
+/// The alignment FORMAT.md promises the kernels for every device buffer.
+constexpr CUdeviceptr kDeviceAlignment = 256;
+
+/// Pushes `context` on the calling thread for the scope's lifetime.
+class ContextScope {
+public:
+  ContextScope(const Driver &driver, CUcontext context)
+      : driver(driver), result(driver.cuCtxPushCurrent(context)) {}
+  ~ContextScope() {
+    if (result == CUDA_SUCCESS) {
+      CUcontext popped = nullptr;
+      driver.cuCtxPopCurrent(&popped);
+    }
+  }
+  CUresult status() const { return result; }
+
+private:
+  const Driver &driver;
+  CUresult result;
+};
+
+std::string dims(const int32_t value[3]) {
+  return std::to_string(value[0]) + "x" + std::to_string(value[1]) + "x" +
+         std::to_string(value[2]);
+}
+
+} // namespace
+
+moe_status CudaModel::fail(moe_status status, const std::string &message,
+                           std::string &error) const {
+  error = where + ": " + message;
+  return status;
+}
+
+moe_status CudaModel::failCall(const char *call, CUresult result,
+                               const std::string &context,
+                               std::string &error) const {
+  return fail(Driver::statusOf(result),
+              driver->describe(call, result) +
+                  (context.empty() ? std::string() : " (" + context + ")"),
+              error);
+}
+
+moe_status CudaModel::open(const std::string &where, int ordinal,
+                           const std::string &cudaArch, const uint8_t *weights,
+                           size_t weightBytes,
+                           std::vector<CudaLayerSpec> layers,
+                           std::unique_ptr<CudaModel> &model,
+                           std::string &error) {
+  // Built in place: whatever a failure leaves acquired, the destructor frees.
+  std::unique_ptr<CudaModel> opened(new CudaModel());
+  CudaModel &self = *opened;
+  self.where = where;
+  if (moe_status status = loadDriver(self.driver, error)) {
+    error = where + ": " + error;
+    return status;
+  }
+  const Driver &d = *self.driver;
+
+  // The folder's architecture, "sm_<major><minor>[a]" (checked by the
+  // manifest reader): its cubins run only on that compute capability.
+  std::string digits;
+  for (char c : cudaArch.substr(3))
+    if (c >= '0' && c <= '9')
+      digits += c;
+  if (digits.size() >= 2) {
+    self.archMajor = std::stoi(digits.substr(0, digits.size() - 1));
+    self.archMinor = digits.back() - '0';
+  }
+
+  int count = 0;
+  if (CUresult result = d.cuDeviceGetCount(&count))
+    return self.failCall("cuDeviceGetCount", result, "", error);
+  if (count <= 0)
+    return self.fail(MOE_ERROR_UNSUPPORTED,
+                     "no CUDA device is present (cuDeviceGetCount reports 0)",
+                     error);
+  if (ordinal >= count)
+    return self.fail(
+        MOE_ERROR_INVALID_ARGUMENT,
+        "there is no device cuda:" + std::to_string(ordinal) +
+            "; this machine has " + std::to_string(count) +
+            " CUDA device(s), cuda:0 to cuda:" + std::to_string(count - 1),
+        error);
+  if (CUresult result = d.cuDeviceGet(&self.device, ordinal))
+    return self.failCall("cuDeviceGet", result, "", error);
+  char name[256] = {0};
+  if (CUresult result = d.cuDeviceGetName(name, sizeof(name) - 1, self.device))
+    return self.failCall("cuDeviceGetName", result, "", error);
+  self.deviceName = name;
+  struct {
+    int attribute;
+    int *value;
+    const char *what;
+  } attributes[] = {{CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                     &self.computeMajor, "compute capability"},
+                    {CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                     &self.computeMinor, "compute capability"},
+                    {CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
+                     &self.maxSharedBytes, "shared memory per block"}};
+  for (const auto &query : attributes)
+    if (CUresult result =
+            d.cuDeviceGetAttribute(query.value, query.attribute, self.device))
+      return self.failCall("cuDeviceGetAttribute", result, query.what, error);
+
+  CUcontext context = nullptr;
+  if (CUresult result = d.cuDevicePrimaryCtxRetain(&context, self.device))
+    return self.failCall("cuDevicePrimaryCtxRetain", result, "", error);
+  self.retained = true;
+  self.context = context;
+  ContextScope scope(d, self.context);
+  if (scope.status())
+    return self.failCall("cuCtxPushCurrent", scope.status(), "", error);
+  // Non-blocking: the model's work must not wait for (or hold up) whatever
+  // the application runs on the legacy default stream.
+  if (CUresult result = d.cuStreamCreate(&self.stream, CU_STREAM_NON_BLOCKING))
+    return self.failCall("cuStreamCreate", result, "", error);
+
+  self.layers.reserve(layers.size());
+  for (CudaLayerSpec &spec : layers) {
+    self.layers.push_back(Layer{std::move(spec), {}});
+    if (moe_status status = self.loadKernels(self.layers.back(), error))
+      return status;
+  }
+
+  // The weights, once: every layer's kernels read their tensors from here.
+  if (moe_status status =
+          self.allocate(self.weights, weightBytes, "the weights", error))
+    return status;
+  if (weightBytes > 0) {
+    if (CUresult result = d.cuMemcpyHtoDAsync(self.weights.pointer, weights,
+                                              weightBytes, self.stream))
+      return self.failCall("cuMemcpyHtoDAsync", result,
+                           "uploading " + std::to_string(weightBytes) +
+                               " bytes of weights",
+                           error);
+    if (CUresult result = d.cuStreamSynchronize(self.stream))
+      return self.failCall("cuStreamSynchronize", result,
+                           "uploading the weights", error);
+  }
+  self.argModelWeights = self.weights.pointer;
+  model = std::move(opened);
+  return MOE_OK;
+}
+
+moe_status CudaModel::loadKernels(Layer &layer, std::string &error) {
+  const Driver &d = *driver;
+  bool cubinFits = computeMajor == archMajor && computeMinor == archMinor;
+  for (const CudaKernelImage &image : layer.spec.kernels) {
+    layer.kernels.push_back(Kernel{image.name});
+    Kernel &kernel = layer.kernels.back();
+    // The cubin was built for the folder's cuda_arch exactly (sm_90a code runs
+    // on 9.0 only); on any other device the driver JIT-compiles the PTX.
+    bool useCubin = image.cubinSize > 0 && image.cubin && cubinFits;
+    std::string what =
+        "kernel '" + image.name + "' of layer " +
+        std::to_string(layer.spec.layer) + ", " +
+        (useCubin ? "its cubin for sm_" + std::to_string(archMajor) +
+                        std::to_string(archMinor)
+                  : "its PTX for device " + deviceName + " (compute " +
+                        std::to_string(computeMajor) + "." +
+                        std::to_string(computeMinor) + ")");
+    // PTX that the JIT rejects is explained only in its error log.
+    char log[4096] = {0};
+    int options[] = {CU_JIT_ERROR_LOG_BUFFER,
+                     CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES};
+    void *values[] = {
+        log, reinterpret_cast<void *>(static_cast<uintptr_t>(sizeof(log) - 1))};
+    if (CUresult result = d.cuModuleLoadDataEx(
+            &kernel.module,
+            useCubin ? image.cubin : static_cast<const void *>(image.ptx), 2,
+            options, values)) {
+      std::string jit(log, ::strnlen(log, sizeof(log) - 1));
+      while (!jit.empty() && (jit.back() == '\n' || jit.back() == ' '))
+        jit.pop_back();
+      return failCall("cuModuleLoadDataEx", result,
+                      what + (jit.empty() ? "" : "; the JIT says: " + jit),
+                      error);
+    }
+    if (CUresult result = d.cuModuleGetFunction(&kernel.function, kernel.module,
+                                                image.name.c_str()))
+      return failCall("cuModuleGetFunction", result,
+                      "no function '" + image.name + "' in " + what, error);
+  }
+  return MOE_OK;
+}
+
+moe_status CudaModel::allocate(Buffer &buffer, size_t bytes, const char *what,
+                               std::string &error) {
+  // Never zero bytes (cuMemAlloc refuses that), and whole alignment units.
+  size_t rounded = std::max<size_t>(bytes, 1);
+  if (rounded > std::numeric_limits<size_t>::max() - kDeviceAlignment)
+    return fail(MOE_ERROR_OUT_OF_MEMORY,
+                std::string("cannot allocate ") + std::to_string(bytes) +
+                    " bytes for " + what,
+                error);
+  rounded =
+      (rounded + kDeviceAlignment - 1) / kDeviceAlignment * kDeviceAlignment;
+  CUdeviceptr pointer = 0;
+  if (CUresult result = driver->cuMemAlloc(&pointer, rounded))
+    return failCall("cuMemAlloc", result,
+                    std::to_string(rounded) + " bytes for " + what, error);
+  buffer.pointer = pointer;
+  buffer.capacity = rounded;
+  if (pointer % kDeviceAlignment != 0)
+    return fail(MOE_ERROR_DEVICE,
+                std::string("cuMemAlloc returned an address not aligned to ") +
+                    std::to_string(kDeviceAlignment) + " bytes for " + what,
+                error);
+  return MOE_OK;
+}
+
+moe_status CudaModel::ensure(Buffer &buffer, size_t bytes, const char *what,
+                             std::string &error) {
+  if (buffer.capacity >= bytes && buffer.pointer)
+    return MOE_OK;
+  // The graphs hold the old address; they go first.
+  dropGraphs();
+  // Grow by half again at least, so a slowly rising size reallocates (and
+  // recaptures graphs) only a logarithmic number of times.
+  size_t old = buffer.capacity;
+  size_t grown = std::max(bytes, old + old / 2);
+  if (buffer.pointer)
+    driver->cuMemFree(buffer.pointer); // a failure leaks; nothing else to do
+  buffer = Buffer();
+  return allocate(buffer, grown, what, error);
+}
+
+void CudaModel::dropGraphs() {
+  for (auto &[key, exec] : graphs)
+    if (exec)
+      driver->cuGraphExecDestroy(exec);
+  graphs.clear();
+}
+
+moe_status CudaModel::prepareLaunches(Layer &layer, int64_t tokens,
+                                      std::string &error) {
+  const CudaLayerSpec &spec = layer.spec;
+  std::string call = spec.entry + "_launches(" + std::to_string(tokens) + ")";
+  std::string named = "layer " + std::to_string(spec.layer) + ": ";
+  launches.assign(kLaunchCapacity, CudaLaunch{});
+  int32_t count = spec.launches(tokens, launches.data(), kLaunchCapacity);
+  if (count <= 0)
+    return fail(MOE_ERROR_FORMAT,
+                named + call + " returned " + std::to_string(count) +
+                    "; a layer launches at least one kernel",
+                error);
+  if (count > kLaunchCapacity)
+    return fail(MOE_ERROR_FORMAT,
+                named + call + " asks for " + std::to_string(count) +
+                    " launches; this runtime takes at most " +
+                    std::to_string(kLaunchCapacity),
+                error);
+  size_t kernels = layer.kernels.size();
+  for (int32_t i = 0; i < count; ++i) {
+    const CudaLaunch &record = launches[static_cast<size_t>(i)];
+    std::string which = named + call + ": launch " + std::to_string(i);
+    if (record.kernel < 0 || static_cast<size_t>(record.kernel) >= kernels)
+      return fail(MOE_ERROR_FORMAT,
+                  which + " names kernel " + std::to_string(record.kernel) +
+                      "; the layer has " + std::to_string(kernels) +
+                      " (cuda_kernels)",
+                  error);
+    const Kernel &kernel = layer.kernels[static_cast<size_t>(record.kernel)];
+    which += " (kernel '" + kernel.name + "')";
+    for (int axis = 0; axis < 3; ++axis)
+      if (record.grid[axis] < 1 || record.block[axis] < 1)
+        return fail(MOE_ERROR_FORMAT,
+                    which + " has grid " + dims(record.grid) + " and block " +
+                        dims(record.block) +
+                        "; every dimension must be at least 1",
+                    error);
+    if (record.sharedBytes < 0)
+      return fail(MOE_ERROR_FORMAT,
+                  which + " asks for " + std::to_string(record.sharedBytes) +
+                      " bytes of shared memory",
+                  error);
+    if (record.sharedBytes > maxSharedBytes)
+      return fail(MOE_ERROR_UNSUPPORTED,
+                  which + " needs " + std::to_string(record.sharedBytes) +
+                      " bytes of dynamic shared memory; " + deviceName +
+                      " allows at most " + std::to_string(maxSharedBytes) +
+                      " per block",
+                  error);
+  }
+  // Dynamic shared memory above 48 KiB is opt-in per function. Done here,
+  // before any capture: it is a property of the function, not stream work.
+  for (int32_t i = 0; i < count; ++i) {
+    const CudaLaunch &record = launches[static_cast<size_t>(i)];
+    Kernel &kernel = layer.kernels[static_cast<size_t>(record.kernel)];
+    if (record.sharedBytes <= kernel.sharedAllowed)
+      continue;
+    if (CUresult result = driver->cuFuncSetAttribute(
+            kernel.function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+            record.sharedBytes))
+      return failCall("cuFuncSetAttribute", result,
+                      "allowing kernel '" + kernel.name + "' of layer " +
+                          std::to_string(spec.layer) + " " +
+                          std::to_string(record.sharedBytes) +
+                          " bytes of dynamic shared memory",
+                      error);
+    kernel.sharedAllowed = record.sharedBytes;
+  }
+  launchCount = count;
+  return MOE_OK;
+}
+
+CUresult CudaModel::enqueueLaunches(Layer &layer, int64_t tokens,
+                                    size_t &failedAt) {
+  argTokens = tokens;
+  // The seven parameters of FORMAT.md, in order; the driver copies the values
+  // at launch (or capture) time.
+  void *parameters[] = {&argHidden,  &argTokens,       &argOutput,   &argIds,
+                        &argWeights, &argModelWeights, &argWorkspace};
+  for (int32_t i = 0; i < launchCount; ++i) {
+    const CudaLaunch &record = launches[static_cast<size_t>(i)];
+    const Kernel &kernel = layer.kernels[static_cast<size_t>(record.kernel)];
+    auto u = [](int32_t value) { return static_cast<unsigned>(value); };
+    if (CUresult result = driver->cuLaunchKernel(
+            kernel.function, u(record.grid[0]), u(record.grid[1]),
+            u(record.grid[2]), u(record.block[0]), u(record.block[1]),
+            u(record.block[2]), u(record.sharedBytes), stream, parameters,
+            nullptr)) {
+      failedAt = static_cast<size_t>(i);
+      return result;
+    }
+  }
+  return CUDA_SUCCESS;
+}
+
+CUgraphExec CudaModel::capture(Layer &layer, int64_t tokens) {
+  const Driver &d = *driver;
+  // Thread-local mode: only this thread's calls can disturb the capture, and
+  // other threads' CUDA work is not restricted while it lasts.
+  if (d.cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL))
+    return nullptr;
+  size_t failedAt = 0;
+  CUresult launched = enqueueLaunches(layer, tokens, failedAt);
+  // End the capture whatever happened, or the stream stays unusable.
+  CUgraph graph = nullptr;
+  CUresult ended = d.cuStreamEndCapture(stream, &graph);
+  if (launched || ended || !graph) {
+    if (graph)
+      d.cuGraphDestroy(graph);
+    return nullptr;
+  }
+  CUgraphExec exec = nullptr;
+  CUresult instantiated = d.cuGraphInstantiateWithFlags(&exec, graph, 0);
+  d.cuGraphDestroy(graph); // the executable graph does not need it
+  return instantiated ? nullptr : exec;
+}
+
+moe_status CudaModel::run(size_t index, const float *hiddenHost, int64_t tokens,
+                          float *outputHost, int32_t *topkIdsHost,
+                          float *topkWeightsHost, std::string &error) {
+  std::lock_guard<std::mutex> lock(mutex);
+  const Driver &d = *driver;
+  Layer &layer = layers[index];
+  const CudaLayerSpec &spec = layer.spec;
+  std::string named = "layer " + std::to_string(spec.layer);
+
+  int64_t workspaceBytes = spec.workspaceBytes(tokens);
+  if (workspaceBytes < 0)
+    return fail(MOE_ERROR_FORMAT,
+                named + ": " + spec.entry + "_workspace_bytes(" +
+                    std::to_string(tokens) + ") is " +
+                    std::to_string(workspaceBytes) +
+                    "; a workspace size cannot be negative",
+                error);
+  // The caller checked that these products fit in the address space.
+  size_t rows = static_cast<size_t>(tokens);
+  size_t hiddenBytes = rows * static_cast<size_t>(spec.hiddenSize) * 4;
+  size_t routedBytes = rows * static_cast<size_t>(spec.topK) * 4;
+
+  ContextScope scope(d, context);
+  if (scope.status())
+    return failCall("cuCtxPushCurrent", scope.status(), named, error);
+  for (auto [buffer, bytes, what] :
+       {std::make_tuple(&hidden, hiddenBytes, "the hidden states"),
+        std::make_tuple(&output, hiddenBytes, "the output"),
+        std::make_tuple(&topkIds, routedBytes, "topk_ids"),
+        std::make_tuple(&topkWeights, routedBytes, "topk_weights"),
+        std::make_tuple(&workspace, static_cast<size_t>(workspaceBytes),
+                        "the workspace")})
+    if (moe_status status = ensure(*buffer, bytes, what, error))
+      return status;
+  argHidden = hidden.pointer;
+  argOutput = output.pointer;
+  argIds = topkIds.pointer;
+  argWeights = topkWeights.pointer;
+  argWorkspace = workspace.pointer;
+
+  // Once anything is queued, a failure must still wait for the stream: a
+  // queued copy into the caller's buffers must not land after we return.
+  bool queued = false;
+  auto failQueued = [&](const char *call, CUresult result,
+                        const std::string &context) {
+    moe_status status = failCall(call, result, context, error);
+    if (queued)
+      d.cuStreamSynchronize(stream);
+    return status;
+  };
+
+  if (CUresult result =
+          d.cuMemcpyHtoDAsync(hidden.pointer, hiddenHost, hiddenBytes, stream))
+    return failQueued("cuMemcpyHtoDAsync", result,
+                      named + ": copying the hidden states in");
+  queued = true;
+
+  std::pair<size_t, int64_t> key(index, tokens);
+  auto cached = graphs.end();
+  if (tokens <= kMaxGraphTokens)
+    cached = graphs.find(key);
+  if (cached != graphs.end() && cached->second) {
+    if (CUresult result = d.cuGraphLaunch(cached->second, stream))
+      return failQueued("cuGraphLaunch", result,
+                        named + ", " + std::to_string(tokens) + " tokens");
+  } else {
+    if (moe_status status = prepareLaunches(layer, tokens, error)) {
+      d.cuStreamSynchronize(stream);
+      return status;
+    }
+    bool captured = tokens <= kMaxGraphTokens && cached == graphs.end();
+    CUgraphExec exec = captured ? capture(layer, tokens) : nullptr;
+    if (exec) {
+      graphs[key] = exec;
+      if (CUresult result = d.cuGraphLaunch(exec, stream))
+        return failQueued("cuGraphLaunch", result,
+                          named + ", " + std::to_string(tokens) + " tokens");
+    } else {
+      size_t failedAt = 0;
+      if (CUresult result = enqueueLaunches(layer, tokens, failedAt)) {
+        const CudaLaunch &record = launches[failedAt];
+        return failQueued(
+            "cuLaunchKernel", result,
+            named + ", launch " + std::to_string(failedAt) + " of " +
+                std::to_string(launchCount) + ": kernel '" +
+                layer.kernels[static_cast<size_t>(record.kernel)].name +
+                "' grid " + dims(record.grid) + " block " + dims(record.block) +
+                " shared " + std::to_string(record.sharedBytes));
+      }
+      // The launches work but their capture did not: this size keeps
+      // launching plainly (until the pool grows and every graph is dropped).
+      // A launch failure records nothing, so a later call tries again.
+      if (captured)
+        graphs[key] = nullptr;
+    }
+  }
+
+  // Copy back only what the caller asked for; the rest stays device scratch.
+  struct {
+    void *host;
+    CUdeviceptr device;
+    size_t bytes;
+    const char *what;
+  } copies[] = {
+      {outputHost, output.pointer, hiddenBytes, "the output"},
+      {topkIdsHost, topkIds.pointer, routedBytes, "topk_ids"},
+      {topkWeightsHost, topkWeights.pointer, routedBytes, "topk_weights"}};
+  for (const auto &copy : copies) {
+    if (!copy.host)
+      continue;
+    if (CUresult result =
+            d.cuMemcpyDtoHAsync(copy.host, copy.device, copy.bytes, stream))
+      return failQueued("cuMemcpyDtoHAsync", result,
+                        named + ": copying " + copy.what + " out");
+  }
+  // Kernel faults surface here, at the latest.
+  if (CUresult result = d.cuStreamSynchronize(stream))
+    return failCall("cuStreamSynchronize", result,
+                    named + ", " + std::to_string(tokens) + " tokens", error);
+  return MOE_OK;
+}
+
+CudaModel::~CudaModel() {
+  if (!driver)
+    return;
+  const Driver &d = *driver;
+  // Errors are ignored: after a device fault every call may fail, and there
+  // is nothing left to do about it but release the rest.
+  if (context) {
+    ContextScope scope(d, context);
+    if (scope.status() == CUDA_SUCCESS) {
+      if (stream)
+        d.cuStreamSynchronize(stream);
+      dropGraphs();
+      for (Layer &layer : layers)
+        for (Kernel &kernel : layer.kernels)
+          if (kernel.module)
+            d.cuModuleUnload(kernel.module);
+      for (Buffer *buffer :
+           {&weights, &hidden, &output, &topkIds, &topkWeights, &workspace})
+        if (buffer->pointer)
+          d.cuMemFree(buffer->pointer);
+      if (stream)
+        d.cuStreamDestroy(stream);
+    }
+  }
+  if (retained)
+    d.cuDevicePrimaryCtxRelease(device);
+}
+
+} // namespace moe::runtime

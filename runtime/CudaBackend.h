@@ -1,0 +1,162 @@
+//===- CudaBackend.h - running a CUDA folder's layers -----------*- C++ -*-===//
+//
+// A model opened on "cuda:N" (runtime/FORMAT.md, "CUDA target"): the host
+// library says which kernels to launch with which grids; this class owns
+// everything on the device side (primary context, stream, modules, the
+// weights' device copy, a grow-only pool of per-call buffers, cached CUDA
+// graphs for decode) and runs a layer: copy the hidden states in, launch,
+// copy the results out.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_RUNTIME_CUDABACKEND_H
+#define MOEC_RUNTIME_CUDABACKEND_H
+
+#include "moe/runtime.h"
+#include "runtime/CudaDriver.h"
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace moe::runtime {
+
+/// A launch record, as `<entry>_launches` writes them (FORMAT.md).
+struct CudaLaunch {
+  int32_t kernel; ///< index into the layer's kernels
+  int32_t grid[3];
+  int32_t block[3];
+  int32_t sharedBytes; ///< dynamic shared memory
+};
+static_assert(sizeof(CudaLaunch) == 8 * sizeof(int32_t),
+              "a launch record is eight int32");
+
+using CudaWorkspaceFn = int64_t (*)(int64_t tokens);
+using CudaLaunchesFn = int32_t (*)(int64_t tokens, CudaLaunch *launches,
+                                   int32_t capacity);
+
+/// One kernel of a layer: its name (manifest "cuda_kernels") and its images in
+/// the host library.
+struct CudaKernelImage {
+  std::string name;
+  const char *ptx = nullptr;   ///< NUL-terminated PTX
+  const void *cubin = nullptr; ///< for the folder's cuda_arch; may be null
+  uint64_t cubinSize = 0;      ///< 0: no cubin, JIT the PTX
+};
+
+/// What the runtime found in manifest and host library for one layer.
+struct CudaLayerSpec {
+  int32_t layer = 0;
+  std::string entry;
+  int64_t hiddenSize = 0;
+  int32_t topK = 0;
+  CudaWorkspaceFn workspaceBytes = nullptr;
+  CudaLaunchesFn launches = nullptr;
+  std::vector<CudaKernelImage> kernels;
+};
+
+/// The device side of a model. Its methods are serialized by a mutex: one
+/// stream and one buffer pool serve every call.
+class CudaModel {
+public:
+  /// Tokens up to this many run as a cached CUDA graph (decode sizes, where
+  /// launch overhead dominates); larger calls launch kernel by kernel.
+  static constexpr int64_t kMaxGraphTokens = 64;
+  /// The most launch records a layer may ask for in one call.
+  static constexpr int32_t kLaunchCapacity = 1024;
+
+  /// Opens device `ordinal`, loads every layer's kernels (the cubin when it was
+  /// compiled for this device's compute capability, else the PTX) and uploads
+  /// `weightBytes` bytes of `weights`. `where` ("FOLDER: cuda:N") starts every
+  /// message. On failure returns the status, the reason in `error`, and has
+  /// released whatever it acquired.
+  static moe_status open(const std::string &where, int ordinal,
+                         const std::string &cudaArch, const uint8_t *weights,
+                         size_t weightBytes, std::vector<CudaLayerSpec> layers,
+                         std::unique_ptr<CudaModel> &model, std::string &error);
+
+  /// Runs layer `index` (of the specs given to open) on `tokens` rows of f32
+  /// `hidden` (host memory, [tokens, H]), writing `output`, and `topkIds` /
+  /// `topkWeights` when not null. Arguments are checked by the caller.
+  moe_status run(size_t index, const float *hidden, int64_t tokens,
+                 float *output, int32_t *topkIds, float *topkWeights,
+                 std::string &error);
+
+  ~CudaModel();
+  CudaModel(const CudaModel &) = delete;
+  CudaModel &operator=(const CudaModel &) = delete;
+
+private:
+  CudaModel() = default;
+
+  struct Kernel {
+    std::string name;
+    cuda::CUmodule module = nullptr;
+    cuda::CUfunction function = nullptr;
+    /// The dynamic shared memory the function was allowed so far (above the
+    /// default 48 KiB a kernel needs cuFuncSetAttribute).
+    int32_t sharedAllowed = 48 * 1024;
+  };
+  struct Layer {
+    CudaLayerSpec spec;
+    std::vector<Kernel> kernels;
+  };
+  /// A device allocation of the pool, reallocated only to grow.
+  struct Buffer {
+    cuda::CUdeviceptr pointer = 0;
+    size_t capacity = 0;
+  };
+
+  moe_status fail(moe_status status, const std::string &message,
+                  std::string &error) const;
+  moe_status failCall(const char *call, cuda::CUresult result,
+                      const std::string &context, std::string &error) const;
+  moe_status loadKernels(Layer &layer, std::string &error);
+  moe_status allocate(Buffer &buffer, size_t bytes, const char *what,
+                      std::string &error);
+  moe_status ensure(Buffer &buffer, size_t bytes, const char *what,
+                    std::string &error);
+  moe_status prepareLaunches(Layer &layer, int64_t tokens, std::string &error);
+  /// Enqueues the prepared launches on the stream.
+  cuda::CUresult enqueueLaunches(Layer &layer, int64_t tokens,
+                                 size_t &failedAt);
+  /// Captures the prepared launches into an executable graph; null if the
+  /// driver could not capture them (the caller launches them plainly).
+  cuda::CUgraphExec capture(Layer &layer, int64_t tokens);
+  void dropGraphs();
+
+  const cuda::Driver *driver = nullptr;
+  std::string where;
+  std::string deviceName;
+  cuda::CUdevice device = 0;
+  int computeMajor = 0, computeMinor = 0;
+  int maxSharedBytes = 0; ///< per block, opt-in
+  int archMajor = 0, archMinor = 0;
+  bool retained = false;
+  cuda::CUcontext context = nullptr;
+  cuda::CUstream stream = nullptr;
+  std::vector<Layer> layers;
+  Buffer weights;
+
+  std::mutex mutex; ///< guards everything below
+  Buffer hidden, output, topkIds, topkWeights, workspace;
+  /// Executable graphs by (layer index, tokens); a null value records that
+  /// capturing failed, so that size runs launch by launch. Pool addresses are
+  /// baked into the graphs: any reallocation drops them all.
+  std::map<std::pair<size_t, int64_t>, cuda::CUgraphExec> graphs;
+  /// The records of the call being run (prepareLaunches).
+  std::vector<CudaLaunch> launches;
+  int32_t launchCount = 0;
+  /// Kernel parameters of the call being run (FORMAT.md, seven of them).
+  cuda::CUdeviceptr argHidden = 0, argOutput = 0, argIds = 0, argWeights = 0,
+                    argModelWeights = 0, argWorkspace = 0;
+  int64_t argTokens = 0;
+};
+
+} // namespace moe::runtime
+
+#endif // MOEC_RUNTIME_CUDABACKEND_H

@@ -1,0 +1,1153 @@
+/* cuda_runtime_test.c - tests of libmoe_runtime's CUDA backend through
+ * include/moe/runtime.h, on any machine: the CUDA driver is the test fake
+ * fake_cuda.c (loaded through MOE_CUDA_DRIVER), the folder's host library the
+ * fixture fake_cuda_model.c.
+ *
+ * Usage: cuda_runtime_test FAKE_CUDA_DRIVER FAKE_CUDA_MODEL_SO FAKE_MODEL_SO
+ *        cuda_runtime_test --write-folder DIR FAKE_CUDA_MODEL_SO
+ *
+ * The first form writes cuda folders (manifest.json, the weights of
+ * fake_model.h, the fixture library) and cpu folders into a temporary
+ * directory, opens them on devices, runs layers and checks the fake driver's
+ * log (MOE_FAKE_CUDA_LOG) for the calls the runtime made, the values copied
+ * back, and that closing a model (also after failures) released every driver
+ * object. Each check prints one line; the last line is the summary. The second
+ * form writes one valid cuda folder to DIR, for the moe-run tests. */
+#define _GNU_SOURCE
+
+#include "moe/runtime.h"
+
+#include "fake_cuda_model.h"
+#include "fake_model.h"
+#include "sha256.h"
+#include "test_support.h"
+
+#include <ctype.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/*===----------------------------------------------------------------------===*
+ * Setup
+ *===----------------------------------------------------------------------===*/
+
+static const char *fake_driver;  /* argv[1]: the fake libcuda.so.1 */
+static const char *fake_cuda_so; /* argv[2]: the cuda folder's host library */
+static const char *fake_cpu_so;  /* argv[3]: a cpu folder's library */
+static char root[4096];
+static char log_path[4200];
+static char good_hash_json[80];
+/* fake_cuda.c's report of unreleased objects. */
+static int (*fake_live)(char *out, size_t size);
+
+static const char *kFakeVariables[] = {
+    "MOE_FAKE_CUDA_NO_DEVICE", "MOE_FAKE_CUDA_DEVICES",
+    "MOE_FAKE_CUDA_CC",        "MOE_FAKE_CUDA_FAIL",
+    "MOE_FAKE_CUDA_FAIL_CODE", "MOE_FAKE_CUDA_MODEL_BAD"};
+
+/* The default environment: the fake driver, logging, no failures. */
+static void reset_env(void) {
+  for (size_t i = 0; i < sizeof(kFakeVariables) / sizeof(kFakeVariables[0]);
+       ++i)
+    unsetenv(kFakeVariables[i]);
+  setenv("MOE_CUDA_DRIVER", fake_driver, 1);
+  setenv("MOE_FAKE_CUDA_LOG", log_path, 1);
+}
+
+static void clear_log(void) { write_bytes(log_path, "", 0); }
+
+/* The log so far (malloc'd; "" if none). */
+static char *read_log(void) {
+  FILE *file = fopen(log_path, "rb");
+  if (!file)
+    return strdup("");
+  char *text = NULL;
+  size_t size = 0;
+  FILE *memory = open_memstream(&text, &size);
+  char buffer[4096];
+  size_t got;
+  while ((got = fread(buffer, 1, sizeof(buffer), file)) > 0)
+    fwrite(buffer, 1, got, memory);
+  fclose(file);
+  fclose(memory);
+  return text;
+}
+
+/* Lines of `log` starting with `prefix`. */
+static int count_lines(const char *log, const char *prefix) {
+  int count = 0;
+  size_t length = strlen(prefix);
+  for (const char *line = log; *line;) {
+    if (strncmp(line, prefix, length) == 0)
+      ++count;
+    const char *end = strchr(line, '\n');
+    if (!end)
+      break;
+    line = end + 1;
+  }
+  return count;
+}
+
+/* The `index`-th line of `log` starting with `prefix`, into `out`. */
+static const char *nth_line(const char *log, const char *prefix, int index,
+                            char *out, size_t size) {
+  size_t length = strlen(prefix);
+  out[0] = '\0';
+  for (const char *line = log; *line;) {
+    const char *end = strchr(line, '\n');
+    size_t line_length = end ? (size_t)(end - line) : strlen(line);
+    if (strncmp(line, prefix, length) == 0 && index-- == 0) {
+      snprintf(out, size, "%.*s", (int)line_length, line);
+      return out;
+    }
+    if (!end)
+      break;
+    line = end + 1;
+  }
+  return out;
+}
+
+/* Checks that the fake driver holds no object the runtime acquired. */
+static void expect_released(const char *name) {
+  char what[256];
+  int live = fake_live ? fake_live(what, sizeof(what)) : -1;
+  char label[256];
+  snprintf(label, sizeof(label), "%s: every driver object released", name);
+  check(live == 0, label, "%s", fake_live ? what : "fake_cuda_live missing");
+}
+
+/*===----------------------------------------------------------------------===*
+ * Folders
+ *===----------------------------------------------------------------------===*/
+
+static const char *kKernelsA[] = FAKE_CUDA_A_KERNEL_NAMES;
+static const char *kKernelsB[] = FAKE_CUDA_B_KERNEL_NAMES;
+
+static char good_cuda_layers[1024];
+static char good_cpu_layers[512];
+
+/* The members of a cuda manifest that tests vary; NULL leaves one out. */
+typedef struct {
+  const char *target;
+  const char *cuda_arch;
+  const char *kernels;
+  const char *layers;
+} cuda_manifest;
+
+static cuda_manifest default_cuda_manifest(void) {
+  cuda_manifest m = {"\"cuda\"", "\"" FAKE_CUDA_ARCH "\"", "\"kernels\"",
+                     good_cuda_layers};
+  return m;
+}
+
+static void write_manifest(const char *folder, const cuda_manifest *m) {
+  char text[8192];
+  size_t length = (size_t)snprintf(
+      text, sizeof(text),
+      "{\"format\": \"moec-compiled\", \"format_version\": 1, "
+      "\"compiler\": \"moec 0.1.0\", \"model_type\": \"mixtral\", "
+      "\"cpu\": \"x86-64\", \"cpu_features\": \"\", "
+      "\"library\": \"libmoe_model.so\", \"header\": \"moe_model.h\", "
+      "\"weights\": \"weights.safetensors\", \"ir\": \"final.mlir\", "
+      "\"weights_hash\": %s",
+      good_hash_json);
+  const char *names[] = {"target", "cuda_arch", "kernels", "layers"};
+  const char *values[] = {m->target, m->cuda_arch, m->kernels, m->layers};
+  for (size_t i = 0; i < 4; ++i)
+    if (values[i])
+      length += (size_t)snprintf(text + length, sizeof(text) - length,
+                                 ", \"%s\": %s", names[i], values[i]);
+  length += (size_t)snprintf(text + length, sizeof(text) - length, "}\n");
+  char path[4200];
+  join(path, sizeof(path), folder, "manifest.json");
+  write_bytes(path, text, length);
+}
+
+/* A fresh folder under root named after `name`, with `m`'s manifest, the
+ * weights and `library`. */
+static void make_folder_with(char *out, size_t size, const char *name,
+                             const cuda_manifest *m, const char *library) {
+  static int counter;
+  char safe[128];
+  int length = snprintf(safe, sizeof(safe), "%02d-", ++counter);
+  for (const char *c = name; *c && length < (int)sizeof(safe) - 1; ++c)
+    safe[length++] = (isalnum((unsigned char)*c) || *c == '_') ? *c : '-';
+  safe[length] = '\0';
+  join(out, size, root, safe);
+  if (mkdir(out, 0700) != 0)
+    die(out);
+  write_manifest(out, m);
+  weights_spec weights = {0};
+  write_weights(out, &weights);
+  char path[4200];
+  join(path, sizeof(path), out, "libmoe_model.so");
+  copy_file(library, path);
+}
+
+static void make_cuda_folder(char *out, size_t size, const char *name) {
+  cuda_manifest m = default_cuda_manifest();
+  make_folder_with(out, size, name, &m, fake_cuda_so);
+}
+
+static void make_cpu_folder(char *out, size_t size, const char *name) {
+  cuda_manifest m = {"\"cpu\"", NULL, NULL, good_cpu_layers};
+  make_folder_with(out, size, name, &m, fake_cpu_so);
+}
+
+/*===----------------------------------------------------------------------===*
+ * Opening
+ *===----------------------------------------------------------------------===*/
+
+/* Opening `folder` on `device` (moe_model_open when `device` is "default")
+ * must fail with `expected`, leave the model null, say `needle` and `needle2`
+ * (when given) and release every driver object. */
+static void expect_open_failure(const char *name, const char *folder,
+                                const char *device, moe_status expected,
+                                const char *needle, const char *needle2) {
+  moe_model *model = (moe_model *)&model; /* not null: must be reset */
+  moe_status status = device && strcmp(device, "default") == 0
+                          ? moe_model_open(folder, &model)
+                          : moe_model_open_device(folder, device, &model);
+  const char *message = moe_last_error();
+  int ok = status == expected && model == NULL && contains(message, needle) &&
+           (!needle2 || contains(message, needle2));
+  if (check(ok, name,
+            "status %d (expected %d), model %p, message '%s' (expected to "
+            "contain '%s'%s%s)",
+            (int)status, (int)expected, (void *)model, message, needle,
+            needle2 ? " and " : "", needle2 ? needle2 : ""))
+    printf("    %s\n", message);
+  if (status == MOE_OK && model && model != (moe_model *)&model)
+    moe_model_close(model);
+  if (fake_live)
+    expect_released(name);
+}
+
+/* Opens `folder` on `device`; NULL (and a FAIL line) if it does not open. */
+static moe_model *open_ok(const char *name, const char *folder,
+                          const char *device) {
+  moe_model *model = NULL;
+  moe_status status = moe_model_open_device(folder, device, &model);
+  check(status == MOE_OK && model, name, "status %d (%s): %s", (int)status,
+        moe_status_string(status), moe_last_error());
+  return status == MOE_OK ? model : NULL;
+}
+
+static void close_and_check(const char *name, moe_model *model) {
+  moe_model_close(model);
+  expect_released(name);
+}
+
+/*===----------------------------------------------------------------------===*
+ * Running
+ *===----------------------------------------------------------------------===*/
+
+typedef struct {
+  int32_t layer;
+  int64_t hidden;
+  int32_t top_k;
+  int is_b;
+} layer_desc;
+
+static const layer_desc kA = {FAKE_A_LAYER, FAKE_A_HIDDEN, FAKE_A_TOPK, 0};
+static const layer_desc kB = {FAKE_B_LAYER, FAKE_B_HIDDEN, FAKE_B_TOPK, 1};
+
+static float hidden_value(int64_t index, int seed) {
+  return (float)((index + seed) % 17) * 0.25f - 2.0f; /* exact in bf16 */
+}
+
+/* Runs `layer` on `tokens` rows and checks what the fake kernels write:
+ * output = 1 + tokens everywhere; topk_ids[i] = i and topk_weights[i] =
+ * hidden[i] when asked for (and untouched when not). Returns the status (a
+ * wrong value is reported in `why` with MOE_OK returned as -1). */
+static int run_layer(moe_model *model, const layer_desc *layer, moe_dtype dtype,
+                     int64_t tokens, int want_ids, int want_weights, char *why,
+                     size_t why_size) {
+  char number[32];
+  snprintf(number, sizeof(number), "%lld", (long long)layer->hidden);
+  setenv("MOE_FAKE_CUDA_HIDDEN", number, 1);
+  snprintf(number, sizeof(number), "%d", (int)layer->top_k);
+  setenv("MOE_FAKE_CUDA_TOPK", number, 1);
+  size_t elements = (size_t)(tokens * layer->hidden);
+  size_t routed = (size_t)(tokens * layer->top_k);
+  float *hidden = malloc(elements * sizeof(float));
+  uint16_t *hidden16 = malloc(elements * sizeof(uint16_t));
+  float *output = malloc(elements * sizeof(float));
+  int32_t *ids = malloc(routed * sizeof(int32_t));
+  float *weights = malloc(routed * sizeof(float));
+  int result = -1;
+  if (!hidden || !hidden16 || !output || !ids || !weights) {
+    snprintf(why, why_size, "out of memory");
+    goto done;
+  }
+  for (size_t i = 0; i < elements; ++i) {
+    hidden[i] = hidden_value((int64_t)i, (int)tokens);
+    uint32_t bits;
+    memcpy(&bits, &hidden[i], sizeof(bits));
+    hidden16[i] = (uint16_t)(bits >> 16);
+    output[i] = -12345.0f;
+  }
+  for (size_t i = 0; i < routed; ++i) {
+    ids[i] = -7;
+    weights[i] = -7.0f;
+  }
+  moe_status status = moe_layer_run(
+      model, layer->layer,
+      dtype == MOE_DTYPE_BF16 ? (const void *)hidden16 : (const void *)hidden,
+      dtype, tokens, layer->hidden, output, want_ids ? ids : NULL,
+      want_weights ? weights : NULL);
+  if (status != MOE_OK) {
+    snprintf(why, why_size, "status %d (%s): %s", (int)status,
+             moe_status_string(status), moe_last_error());
+    result = (int)status;
+    goto done;
+  }
+  for (size_t i = 0; i < elements; ++i)
+    if (output[i] != 1.0f + (float)tokens) {
+      snprintf(why, why_size, "output[%zu] = %g, expected %g", i,
+               (double)output[i], (double)(1.0f + (float)tokens));
+      goto done;
+    }
+  for (size_t i = 0; i < routed; ++i) {
+    int32_t id = want_ids ? (int32_t)i : -7;
+    float weight = want_weights ? hidden[i] : -7.0f;
+    if (ids[i] != id || weights[i] != weight) {
+      snprintf(why, why_size, "topk[%zu] = (%d, %g), expected (%d, %g)", i,
+               (int)ids[i], (double)weights[i], (int)id, (double)weight);
+      goto done;
+    }
+  }
+  result = 0;
+done:
+  free(hidden);
+  free(hidden16);
+  free(output);
+  free(ids);
+  free(weights);
+  return result;
+}
+
+/* Runs and expects success and the right values. */
+static int run_ok(const char *name, moe_model *model, const layer_desc *layer,
+                  moe_dtype dtype, int64_t tokens, int want_ids,
+                  int want_weights) {
+  char why[1024] = "";
+  int result = run_layer(model, layer, dtype, tokens, want_ids, want_weights,
+                         why, sizeof(why));
+  return check(result == 0, name, "%s", why);
+}
+
+/* Runs and expects `expected` with a message saying `needle` and `needle2`. */
+static void expect_run_failure(const char *name, moe_model *model,
+                               const layer_desc *layer, int64_t tokens,
+                               moe_status expected, const char *needle,
+                               const char *needle2) {
+  char why[1024] = "";
+  int result =
+      run_layer(model, layer, MOE_DTYPE_F32, tokens, 1, 1, why, sizeof(why));
+  const char *message = moe_last_error();
+  if (check(result == (int)expected && contains(message, needle) &&
+                (!needle2 || contains(message, needle2)),
+            name, "got %d (%s), expected status %d saying '%s'%s%s", result,
+            why, (int)expected, needle, needle2 ? " and " : "",
+            needle2 ? needle2 : ""))
+    printf("    %s\n", message);
+}
+
+/* The "launch ..." lines the fake logs for `layer`'s table at `tokens`. */
+static void expected_launch(const layer_desc *layer, int64_t tokens, int index,
+                            char *out, size_t size) {
+  fake_cuda_launch table[3];
+  fake_cuda_table(layer->is_b, tokens, table);
+  const fake_cuda_launch *r = &table[index];
+  const char *kernel =
+      layer->is_b ? kKernelsB[r->kernel] : kKernelsA[r->kernel];
+  snprintf(out, size, "%s grid=%d,%d,%d block=%d,%d,%d smem=%d", kernel,
+           r->grid[0], r->grid[1], r->grid[2], r->block[0], r->block[1],
+           r->block[2], r->shared_bytes);
+}
+
+/* The log's lines starting with `prefix` (e.g. "launch ") are exactly
+ * `layer`'s table at `tokens`, in order, `repeats` times over. */
+static void expect_launch_lines(const char *name, const char *log,
+                                const char *prefix, const layer_desc *layer,
+                                int64_t tokens, int repeats) {
+  fake_cuda_launch table[3];
+  int count = fake_cuda_table(layer->is_b, tokens, table) * repeats;
+  int found = count_lines(log, prefix);
+  int ok = found == count;
+  char want[256] = "", got[300] = "", line[300];
+  for (int i = 0; ok && i < count; ++i) {
+    char expected[256];
+    expected_launch(layer, tokens, i % (count / repeats), expected,
+                    sizeof(expected));
+    snprintf(want, sizeof(want), "%s%s", prefix, expected);
+    nth_line(log, prefix, i, line, sizeof(line));
+    snprintf(got, sizeof(got), "%s", line);
+    ok = strcmp(want, got) == 0;
+  }
+  check(ok, name,
+        "%d '%s' lines (expected %d); expected '%s', got '%s'; log:\n%s", found,
+        prefix, count, want, got, log);
+}
+
+/*===----------------------------------------------------------------------===*
+ * The tests
+ *===----------------------------------------------------------------------===*/
+
+static void test_devices_and_targets(void) {
+  char cuda[4096], cpu[4096];
+  make_cuda_folder(cuda, sizeof(cuda), "device-strings");
+  make_cpu_folder(cpu, sizeof(cpu), "cpu-folder");
+
+  /* Bad device strings are refused before anything is read or loaded. */
+  setenv("MOE_CUDA_DRIVER", "/nonexistent/libcuda.so.1", 1);
+  const char *bad[] = {"cuda",    "cuda:",   "cuda:-1",         "cuda:x",
+                       "gpu",     "CPU",     "cuda:0 ",         " cuda:0",
+                       "cuda:+1", "cuda:1x", "cuda:1234567890", "",
+                       "cuda0",   "cpu:0"};
+  for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); ++i) {
+    char name[96], needle[64];
+    snprintf(name, sizeof(name), "device '%s' is invalid", bad[i]);
+    snprintf(needle, sizeof(needle), "device '%s' is not valid", bad[i]);
+    expect_open_failure(name, cuda, bad[i], MOE_ERROR_INVALID_ARGUMENT, needle,
+                        "'cuda:N'");
+  }
+
+  /* A folder runs on its own kind of device only; no driver is needed to
+   * find out. */
+  expect_open_failure("cpu folder on cuda:0", cpu, "cuda:0",
+                      MOE_ERROR_UNSUPPORTED, cpu,
+                      "target 'cpu', which cannot run on device 'cuda:0'");
+  expect_open_failure("cpu folder on cuda:3", cpu, "cuda:3",
+                      MOE_ERROR_UNSUPPORTED, "device 'cuda:3'", NULL);
+  expect_open_failure("cuda folder on cpu", cuda, "cpu", MOE_ERROR_UNSUPPORTED,
+                      cuda,
+                      "target 'cuda' (sm_90), which cannot run on "
+                      "device 'cpu'");
+
+  /* A cpu folder opens on "cpu", on its default and with a null device. */
+  const char *cpu_devices[] = {"cpu", "default", NULL};
+  for (int i = 0; i < 3; ++i) {
+    moe_model *model = NULL;
+    moe_status status =
+        cpu_devices[i] && strcmp(cpu_devices[i], "default") == 0
+            ? moe_model_open(cpu, &model)
+            : moe_model_open_device(cpu, cpu_devices[i], &model);
+    float hidden[FAKE_A_HIDDEN] = {1, 2, 3, 4}, output[FAKE_A_HIDDEN];
+    static const float w[4] = FAKE_WEIGHTS;
+    if (status == MOE_OK)
+      status = moe_layer_run(model, FAKE_A_LAYER, hidden, MOE_DTYPE_F32, 1,
+                             FAKE_A_HIDDEN, output, NULL, NULL);
+    char name[96];
+    snprintf(name, sizeof(name), "cpu folder on device %s runs on the cpu",
+             cpu_devices[i] ? cpu_devices[i] : "NULL");
+    check(status == MOE_OK && output[3] == 4 * w[0] + w[1], name,
+          "status %d: %s", (int)status, moe_last_error());
+    moe_model_close(model);
+  }
+
+  /* Null arguments. */
+  moe_model *model = (moe_model *)&model;
+  moe_status status = moe_model_open_device(NULL, "cuda:0", &model);
+  check(status == MOE_ERROR_INVALID_ARGUMENT && !model &&
+            contains(moe_last_error(), "moe_model_open_device: folder"),
+        "open_device: null folder", "status %d: %s", (int)status,
+        moe_last_error());
+  status = moe_model_open_device(cuda, "cuda:0", NULL);
+  check(status == MOE_ERROR_INVALID_ARGUMENT &&
+            contains(moe_last_error(), "model"),
+        "open_device: null out-parameter", "status %d: %s", (int)status,
+        moe_last_error());
+}
+
+static void expect_manifest_failure(const char *name, const cuda_manifest *m,
+                                    moe_status expected, const char *needle) {
+  char folder[4096];
+  make_folder_with(folder, sizeof(folder), name, m, fake_cuda_so);
+  expect_open_failure(name, folder, "cuda:0", expected, needle,
+                      "manifest.json");
+}
+
+static void test_manifest(void) {
+  cuda_manifest m;
+  m = default_cuda_manifest();
+  m.target = "\"rocm\"";
+  expect_manifest_failure("target rocm", &m, MOE_ERROR_UNSUPPORTED,
+                          "target 'rocm' is not supported");
+  m = default_cuda_manifest();
+  m.cuda_arch = NULL;
+  expect_manifest_failure("missing cuda_arch", &m, MOE_ERROR_FORMAT,
+                          "missing \"cuda_arch\"");
+  const char *bad_arches[] = {"\"sm_8\"",   "\"sm_\"",    "\"compute_90\"",
+                              "\"sm_90b\"", "\"sm_090\"", "\"sm_1000\"",
+                              "\"SM_90\"",  "\"sm_90aa\""};
+  for (size_t i = 0; i < sizeof(bad_arches) / sizeof(bad_arches[0]); ++i) {
+    char name[64];
+    snprintf(name, sizeof(name), "cuda_arch %s", bad_arches[i]);
+    m = default_cuda_manifest();
+    m.cuda_arch = bad_arches[i];
+    expect_manifest_failure(name, &m, MOE_ERROR_FORMAT,
+                            "not a CUDA architecture");
+  }
+  m = default_cuda_manifest();
+  m.cuda_arch = "90";
+  expect_manifest_failure("cuda_arch not a string", &m, MOE_ERROR_FORMAT,
+                          "\"cuda_arch\" is not a string");
+  m = default_cuda_manifest();
+  m.kernels = "\"../kernels\"";
+  expect_manifest_failure("kernels folder outside", &m, MOE_ERROR_FORMAT,
+                          "\"kernels\" is '../kernels'");
+
+  const char *layer_prefix =
+      "[{\"layer\": 1, \"entry\": \"moe_layer_1\", \"hidden_size\": 4, "
+      "\"num_experts\": 4, \"top_k\": 2";
+  struct {
+    const char *name, *kernels, *needle;
+  } bad_kernels[] = {
+      {"missing cuda_kernels", "", "missing \"cuda_kernels\""},
+      {"cuda_kernels empty", ", \"cuda_kernels\": []", "not a non-empty array"},
+      {"cuda_kernels a string", ", \"cuda_kernels\": \"moe_layer_1_route\"",
+       "not a non-empty array"},
+      {"cuda_kernels element not a name", ", \"cuda_kernels\": [\"a b\"]",
+       "\"cuda_kernels\"[0] is \"a b\""},
+      {"cuda_kernels element a number",
+       ", \"cuda_kernels\": [\"moe_layer_1_route\", 7]",
+       "\"cuda_kernels\"[1] is 7"},
+  };
+  for (size_t i = 0; i < sizeof(bad_kernels) / sizeof(bad_kernels[0]); ++i) {
+    char layers[512];
+    snprintf(layers, sizeof(layers), "%s%s}]", layer_prefix,
+             bad_kernels[i].kernels);
+    m = default_cuda_manifest();
+    m.layers = layers;
+    expect_manifest_failure(bad_kernels[i].name, &m, MOE_ERROR_FORMAT,
+                            bad_kernels[i].needle);
+  }
+
+  /* What the library must hold. */
+  char folder[4096], layers[512];
+  snprintf(layers, sizeof(layers),
+           "%s, \"cuda_kernels\": [\"moe_layer_1_route\", "
+           "\"moe_layer_1_experts\", \"moe_layer_1_combine\", \"extra\"]}]",
+           layer_prefix);
+  m = default_cuda_manifest();
+  m.layers = layers;
+  make_folder_with(folder, sizeof(folder), "more-kernels-than-images", &m,
+                   fake_cuda_so);
+  expect_open_failure("a kernel without an image", folder, "cuda:0",
+                      MOE_ERROR_FORMAT, "no symbol 'moe_layer_1_kernel_3_ptx'",
+                      "kernel 3 'extra' of layer 1");
+
+  m = default_cuda_manifest();
+  make_folder_with(folder, sizeof(folder), "cpu-library", &m, fake_cpu_so);
+  expect_open_failure("a cpu library in a cuda folder", folder, "cuda:0",
+                      MOE_ERROR_FORMAT, "no symbol 'moe_layer_1_launches'",
+                      "launch table of layer 1");
+
+  /* Valid architectures this runtime has never heard of still open (their
+   * cubins do not match the fake device: the PTX is loaded). */
+  reset_env();
+  const char *arches[] = {"\"sm_100a\"", "\"sm_120\"", "\"sm_75\""};
+  for (int i = 0; i < 3; ++i) {
+    m = default_cuda_manifest();
+    m.cuda_arch = arches[i];
+    make_folder_with(folder, sizeof(folder), "arch", &m, fake_cuda_so);
+    char name[64];
+    snprintf(name, sizeof(name), "cuda_arch %s opens", arches[i]);
+    moe_model *model = open_ok(name, folder, "cuda:0");
+    close_and_check(name, model);
+  }
+}
+
+static void test_driver_loading(void) {
+  char folder[4096], manifest[4200];
+  make_cuda_folder(folder, sizeof(folder), "driver-loading");
+
+  setenv("MOE_CUDA_DRIVER", "/nonexistent/libcuda.so.1", 1);
+  expect_open_failure("no driver", folder, "cuda:0", MOE_ERROR_UNSUPPORTED,
+                      "cannot load the CUDA driver /nonexistent/libcuda.so.1",
+                      "No such file");
+  expect_open_failure("no driver, default device", folder, "default",
+                      MOE_ERROR_UNSUPPORTED, folder,
+                      "cannot load the CUDA driver");
+  join(manifest, sizeof(manifest), folder, "manifest.json");
+  setenv("MOE_CUDA_DRIVER", manifest, 1);
+  expect_open_failure("driver not a library", folder, "cuda:0",
+                      MOE_ERROR_UNSUPPORTED, "cannot load the CUDA driver",
+                      "manifest.json");
+  setenv("MOE_CUDA_DRIVER", fake_cpu_so, 1);
+  expect_open_failure("driver without cuInit", folder, "cuda:0",
+                      MOE_ERROR_UNSUPPORTED, "has no symbol 'cuInit'",
+                      fake_cpu_so);
+
+  /* Before the fake driver first loads: a failed cuInit is not remembered. */
+  reset_env();
+  setenv("MOE_FAKE_CUDA_FAIL", "cuInit", 1);
+  expect_open_failure("cuInit fails", folder, "cuda:0", MOE_ERROR_UNSUPPORTED,
+                      "cuInit failed: CUDA_ERROR_INSUFFICIENT_DRIVER",
+                      "CUDA driver version is insufficient");
+  reset_env();
+
+  /* From here on the fake driver is loaded: find its leak report. */
+  void *handle = dlopen(fake_driver, RTLD_NOW | RTLD_LOCAL);
+  if (handle)
+    *(void **)&fake_live = dlsym(handle, "fake_cuda_live");
+  check(fake_live != NULL, "the fake driver's fake_cuda_live", "%s", dlerror());
+
+  setenv("MOE_FAKE_CUDA_NO_DEVICE", "1", 1);
+  expect_open_failure("no device", folder, "cuda:0", MOE_ERROR_UNSUPPORTED,
+                      "no CUDA device is present", folder);
+  reset_env();
+  expect_open_failure("ordinal out of range", folder, "cuda:1",
+                      MOE_ERROR_INVALID_ARGUMENT, "there is no device cuda:1",
+                      "1 CUDA device(s), cuda:0 to cuda:0");
+  expect_open_failure("ordinal far out of range", folder, "cuda:999999999",
+                      MOE_ERROR_INVALID_ARGUMENT, "no device cuda:999999999",
+                      NULL);
+  setenv("MOE_FAKE_CUDA_DEVICES", "2", 1);
+  clear_log();
+  moe_model *model = open_ok("open on cuda:1 of 2", folder, "cuda:1");
+  char *log = read_log();
+  check(count_lines(log, "context retain 1") == 1, "cuda:1 uses device 1",
+        "log:\n%s", log);
+  free(log);
+  close_and_check("cuda:1", model);
+  reset_env();
+
+  /* Failures half way through opening release what was acquired. */
+  struct {
+    const char *call;
+    moe_status status;
+    const char *needle, *needle2;
+  } failures[] = {
+      {"cuDeviceGetAttribute", MOE_ERROR_DEVICE,
+       "cuDeviceGetAttribute failed: CUDA_ERROR_INVALID_VALUE",
+       "compute capability"},
+      {"cuDevicePrimaryCtxRetain", MOE_ERROR_OUT_OF_MEMORY,
+       "cuDevicePrimaryCtxRetain failed: CUDA_ERROR_OUT_OF_MEMORY", NULL},
+      {"cuCtxPushCurrent_v2", MOE_ERROR_DEVICE,
+       "cuCtxPushCurrent failed: CUDA_ERROR_INVALID_CONTEXT", NULL},
+      {"cuStreamCreate", MOE_ERROR_OUT_OF_MEMORY, "cuStreamCreate failed",
+       NULL},
+      {"cuModuleLoadDataEx", MOE_ERROR_FORMAT,
+       "cuModuleLoadDataEx failed: CUDA_ERROR_INVALID_IMAGE (device kernel "
+       "image is invalid) (kernel 'moe_layer_1_route' of layer 1, its PTX for "
+       "device Fake CUDA Device 0 (compute 8.0)",
+       "the JIT says: fake ptxas: error: the test asked this load to fail)"},
+      {"cuModuleGetFunction", MOE_ERROR_FORMAT,
+       "cuModuleGetFunction failed: CUDA_ERROR_NOT_FOUND",
+       "no function 'moe_layer_1_route'"},
+      {"cuMemAlloc_v2", MOE_ERROR_OUT_OF_MEMORY,
+       "cuMemAlloc failed: CUDA_ERROR_OUT_OF_MEMORY", "for the weights"},
+      {"cuMemcpyHtoDAsync_v2", MOE_ERROR_DEVICE, "cuMemcpyHtoDAsync failed",
+       "uploading 16 bytes of weights"},
+      {"cuStreamSynchronize", MOE_ERROR_DEVICE,
+       "cuStreamSynchronize failed: CUDA_ERROR_LAUNCH_FAILED",
+       "uploading the weights"},
+  };
+  for (size_t i = 0; i < sizeof(failures) / sizeof(failures[0]); ++i) {
+    setenv("MOE_FAKE_CUDA_FAIL", failures[i].call, 1);
+    char name[96];
+    snprintf(name, sizeof(name), "open with a failing %s", failures[i].call);
+    expect_open_failure(name, folder, "cuda:0", failures[i].status,
+                        failures[i].needle, failures[i].needle2);
+  }
+  reset_env();
+  if (handle)
+    dlclose(handle);
+}
+
+static void test_images(void) {
+  /* Kernel names in the wrong order: each image holds only its own kernel,
+   * so the wrong image is noticed. */
+  char folder[4096], layers[1024];
+  snprintf(layers, sizeof(layers),
+           "[{\"layer\": 1, \"entry\": \"moe_layer_1\", \"hidden_size\": 4, "
+           "\"num_experts\": 4, \"top_k\": 2, \"cuda_kernels\": "
+           "[\"moe_layer_1_experts\", \"moe_layer_1_route\", "
+           "\"moe_layer_1_combine\"]}]");
+  cuda_manifest m = default_cuda_manifest();
+  m.layers = layers;
+  make_folder_with(folder, sizeof(folder), "swapped-kernels", &m, fake_cuda_so);
+  expect_open_failure("kernel names in the wrong order", folder, "cuda:0",
+                      MOE_ERROR_FORMAT,
+                      "cuModuleGetFunction failed: CUDA_ERROR_NOT_FOUND",
+                      "no function 'moe_layer_1_experts' in kernel "
+                      "'moe_layer_1_experts' of layer 1");
+
+  /* The cubin is used exactly when the device's compute capability is the
+   * folder's cuda_arch (layer B has cubins, layer A none). */
+  struct {
+    const char *arch, *cc;
+    int cubins;
+  } cases[] = {{"\"sm_90\"", "80", 0},   {"\"sm_90\"", "90", 2},
+               {"\"sm_90a\"", "90", 2},  {"\"sm_90a\"", "91", 0},
+               {"\"sm_86\"", "86", 2},   {"\"sm_80\"", "86", 0},
+               {"\"sm_100a\"", "100", 2}};
+  for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); ++i) {
+    m = default_cuda_manifest();
+    m.cuda_arch = cases[i].arch;
+    make_folder_with(folder, sizeof(folder), "images", &m, fake_cuda_so);
+    reset_env();
+    setenv("MOE_FAKE_CUDA_CC", cases[i].cc, 1);
+    clear_log();
+    char name[128];
+    snprintf(name, sizeof(name), "cuda_arch %s on compute %s loads %d cubins",
+             cases[i].arch, cases[i].cc, cases[i].cubins);
+    moe_model *model = open_ok(name, folder, "cuda:0");
+    char *log = read_log();
+    int cubins = count_lines(log, "module load cubin");
+    int ptx = count_lines(log, "module load ptx");
+    int functions = count_lines(log, "module function ");
+    check(cubins == cases[i].cubins &&
+              ptx == FAKE_CUDA_A_KERNELS + FAKE_CUDA_B_KERNELS - cubins &&
+              functions == FAKE_CUDA_A_KERNELS + FAKE_CUDA_B_KERNELS,
+          name, "%d cubins, %d PTX, %d functions; log:\n%s", cubins, ptx,
+          functions, log);
+    free(log);
+    if (model) {
+      char why[512] = "";
+      check(run_layer(model, &kB, MOE_DTYPE_F32, 2, 1, 1, why, sizeof(why)) ==
+                0,
+            "run layer B", "%s", why);
+    }
+    close_and_check(name, model);
+  }
+  reset_env();
+}
+
+static void test_run(void) {
+  char folder[4096];
+  make_cuda_folder(folder, sizeof(folder), "run");
+  reset_env();
+  clear_log();
+  moe_model *model =
+      open_ok("open a cuda folder (default device)", folder, NULL);
+  if (!model)
+    return;
+  char *log = read_log();
+  char line[512];
+  int uploads = count_lines(log, "htod 16");
+  check(uploads == 1 && count_lines(log, "htod") == 1 &&
+            count_lines(log, "context retain 0") == 1 &&
+            count_lines(log, "stream create") == 1,
+        "open uploads the weights once, retains cuda:0, creates one stream",
+        "log:\n%s", log);
+  check(strcmp(nth_line(log, "module function ", 0, line, sizeof(line)),
+               "module function moe_layer_1_route") == 0 &&
+            strcmp(nth_line(log, "module function ", 4, line, sizeof(line)),
+                   "module function moe_layer_3_experts") == 0,
+        "kernels resolved by name, in order", "log:\n%s", log);
+  free(log);
+
+  int32_t count = 0;
+  moe_layer_info info;
+  check(moe_model_num_layers(model, &count) == MOE_OK && count == 2 &&
+            moe_model_layer_info(model, 1, &info) == MOE_OK &&
+            info.layer == FAKE_B_LAYER && info.hidden_size == FAKE_B_HIDDEN,
+        "layer info of a cuda model", "count %d", (int)count);
+
+  /* Large calls launch kernel by kernel. */
+  clear_log();
+  run_ok("run layer 1, 100 tokens, with topk", model, &kA, MOE_DTYPE_F32, 100,
+         1, 1);
+  log = read_log();
+  expect_launch_lines("100 tokens: the library's launches, in order", log,
+                      "launch ", &kA, 100, 1);
+  check(count_lines(log, "htod 1600") == 1 && count_lines(log, "dtoh") == 3 &&
+            count_lines(log, "dtoh 1600") == 1 &&
+            count_lines(log, "dtoh 800") == 2 && count_lines(log, "graph") == 0,
+        "100 tokens: hidden in, output and topk out, no graph", "log:\n%s",
+        log);
+  free(log);
+
+  clear_log();
+  run_ok("run layer 1, 100 tokens, no topk wanted", model, &kA, MOE_DTYPE_F32,
+         100, 0, 0);
+  log = read_log();
+  check(count_lines(log, "dtoh") == 1 && count_lines(log, "alloc") == 0,
+        "unwanted topk stays on the device; the pool is reused", "log:\n%s",
+        log);
+  free(log);
+  run_ok("run layer 1, 100 tokens, topk_weights only", model, &kA,
+         MOE_DTYPE_F32, 100, 0, 1);
+  run_ok("run layer 1, 100 tokens, topk_ids only", model, &kA, MOE_DTYPE_F32,
+         100, 1, 0);
+  run_ok("run layer 1, bf16, 70 tokens", model, &kA, MOE_DTYPE_BF16, 70, 1, 1);
+
+  clear_log();
+  run_ok("run layer 3, 100 tokens", model, &kB, MOE_DTYPE_F32, 100, 1, 1);
+  run_ok("run layer 3, 90 tokens", model, &kB, MOE_DTYPE_BF16, 90, 1, 1);
+  log = read_log();
+  check(count_lines(log, "func attribute moe_layer_3_experts "
+                         "max_dynamic_shared=65536") == 1 &&
+            count_lines(log, "func attribute") == 1,
+        "more than 48 KiB of shared memory is allowed once", "log:\n%s", log);
+  free(log);
+
+  /* Decode sizes: captured once, then replayed. */
+  clear_log();
+  int all = 1;
+  for (int i = 0; i < 3; ++i)
+    all &=
+        run_ok("decode: layer 1, 3 tokens", model, &kA, MOE_DTYPE_F32, 3, 1, 1);
+  log = read_log();
+  expect_launch_lines("decode: the capture holds the library's launches", log,
+                      "capture ", &kA, 3, 1);
+  expect_launch_lines("decode: each replay runs them", log, "replay ", &kA, 3,
+                      3);
+  check(all && count_lines(log, "graph capture begin") == 1 &&
+            count_lines(log, "graph capture end 3") == 1 &&
+            count_lines(log, "graph instantiate 3") == 1 &&
+            count_lines(log, "graph launch 3") == 3 &&
+            count_lines(log, "launch ") == 0,
+        "decode: one capture, three graph launches, no plain launches",
+        "log:\n%s", log);
+  free(log);
+
+  clear_log();
+  run_ok("decode: layer 1, 5 tokens", model, &kA, MOE_DTYPE_F32, 5, 1, 1);
+  run_ok("decode: layer 3, 3 tokens", model, &kB, MOE_DTYPE_F32, 3, 0, 0);
+  run_ok("decode: layer 1, 64 tokens", model, &kA, MOE_DTYPE_F32, 64, 1, 1);
+  run_ok("decode: layer 1, 3 tokens again", model, &kA, MOE_DTYPE_BF16, 3, 1,
+         1);
+  run_ok("layer 1, 65 tokens", model, &kA, MOE_DTYPE_F32, 65, 1, 1);
+  log = read_log();
+  check(count_lines(log, "graph capture begin") == 3 &&
+            count_lines(log, "graph launch") == 4 &&
+            count_lines(log, "launch ") == 3,
+        "a graph per (layer, tokens) up to 64 tokens; 65 launch plainly",
+        "log:\n%s", log);
+  free(log);
+
+  /* A larger call grows the pool: every graph goes (it holds the old
+   * addresses) and the next decode call captures again. The fake checks each
+   * replayed pointer, so a stale graph would fail. */
+  clear_log();
+  run_ok("layer 1, 1000 tokens (the pool grows)", model, &kA, MOE_DTYPE_F32,
+         1000, 1, 1);
+  run_ok("decode after the pool grew", model, &kA, MOE_DTYPE_F32, 3, 1, 1);
+  log = read_log();
+  check(count_lines(log, "graph exec destroy") == 4 &&
+            count_lines(log, "free") >= 1 &&
+            count_lines(log, "graph capture begin") == 1 &&
+            count_lines(log, "bad") == 0,
+        "growing the pool drops the graphs; decode recaptures", "log:\n%s",
+        log);
+  free(log);
+
+  /* Capture failures fall back to plain launches. */
+  const char *capture_calls[] = {"cuStreamBeginCapture_v2",
+                                 "cuStreamEndCapture",
+                                 "cuGraphInstantiateWithFlags"};
+  for (int i = 0; i < 3; ++i) {
+    int64_t tokens = 7 + i;
+    setenv("MOE_FAKE_CUDA_FAIL", capture_calls[i], 1);
+    clear_log();
+    char name[128];
+    snprintf(name, sizeof(name), "a failing %s: plain launches",
+             capture_calls[i]);
+    run_ok(name, model, &kA, MOE_DTYPE_F32, tokens, 1, 1);
+    log = read_log();
+    expect_launch_lines(name, log, "launch ", &kA, tokens, 1);
+    check(count_lines(log, "graph launch") == 0 &&
+              count_lines(log, "graph capture begin") ==
+                  count_lines(log, "graph destroy") +
+                      count_lines(log, "graph capture failed"),
+          "no graph launched, no graph left", "log:\n%s", log);
+    free(log);
+    unsetenv("MOE_FAKE_CUDA_FAIL");
+    clear_log();
+    run_ok("the same size again", model, &kA, MOE_DTYPE_F32, tokens, 1, 1);
+    log = read_log();
+    check(count_lines(log, "launch ") == 3 &&
+              count_lines(log, "graph capture begin") == 0,
+          "a size whose capture failed is not captured again", "log:\n%s", log);
+    free(log);
+  }
+
+  /* Failures while running. */
+  setenv("MOE_FAKE_CUDA_FAIL", "cuLaunchKernel", 1);
+  expect_run_failure("a failing cuLaunchKernel", model, &kA, 100,
+                     MOE_ERROR_DEVICE,
+                     "cuLaunchKernel failed: CUDA_ERROR_LAUNCH_FAILED "
+                     "(unspecified launch failure)",
+                     "layer 1, launch 0 of 3: kernel 'moe_layer_1_route' grid "
+                     "25x1x1 block 128x1x1");
+  expect_run_failure("a failing cuLaunchKernel while capturing", model, &kA, 13,
+                     MOE_ERROR_DEVICE, "cuLaunchKernel failed", "layer 1");
+  unsetenv("MOE_FAKE_CUDA_FAIL");
+  run_ok("runs again after a launch failure", model, &kA, MOE_DTYPE_F32, 100, 1,
+         1);
+  clear_log();
+  run_ok("decode runs again after a failed capture", model, &kA, MOE_DTYPE_F32,
+         13, 1, 1);
+  log = read_log();
+  check(count_lines(log, "graph capture begin") == 1 &&
+            count_lines(log, "graph launch") == 1,
+        "a launch failure does not stop later captures", "log:\n%s", log);
+  free(log);
+
+  struct {
+    const char *call;
+    int64_t tokens;
+    moe_status status;
+    const char *needle, *needle2;
+  } failures[] = {
+      {"cuMemcpyHtoDAsync_v2", 100, MOE_ERROR_DEVICE,
+       "cuMemcpyHtoDAsync failed", "layer 1: copying the hidden states in"},
+      {"cuMemcpyDtoHAsync_v2", 100, MOE_ERROR_DEVICE,
+       "cuMemcpyDtoHAsync failed: CUDA_ERROR_LAUNCH_FAILED",
+       "copying the output out"},
+      {"cuStreamSynchronize", 100, MOE_ERROR_DEVICE,
+       "cuStreamSynchronize failed", "layer 1, 100 tokens"},
+      {"cuGraphLaunch", 3, MOE_ERROR_DEVICE, "cuGraphLaunch failed",
+       "layer 1, 3 tokens"},
+      {"cuMemAlloc_v2", 5000, MOE_ERROR_OUT_OF_MEMORY,
+       "cuMemAlloc failed: CUDA_ERROR_OUT_OF_MEMORY", "the hidden states"},
+      {"cuCtxPushCurrent_v2", 100, MOE_ERROR_DEVICE, "cuCtxPushCurrent failed",
+       "layer 1"},
+  };
+  for (size_t i = 0; i < sizeof(failures) / sizeof(failures[0]); ++i) {
+    setenv("MOE_FAKE_CUDA_FAIL", failures[i].call, 1);
+    char name[96];
+    snprintf(name, sizeof(name), "run with a failing %s", failures[i].call);
+    expect_run_failure(name, model, &kA, failures[i].tokens, failures[i].status,
+                       failures[i].needle, failures[i].needle2);
+    unsetenv("MOE_FAKE_CUDA_FAIL");
+    snprintf(name, sizeof(name), "runs again after a failing %s",
+             failures[i].call);
+    run_ok(name, model, &kA, MOE_DTYPE_F32, failures[i].tokens, 1, 1);
+  }
+
+  /* A library that breaks the launch contract. */
+  struct {
+    const char *bad;
+    moe_status status;
+    const char *needle, *needle2;
+  } tables[] = {
+      {"zero", MOE_ERROR_FORMAT, "moe_layer_1_launches(", "returned 0"},
+      {"count", MOE_ERROR_FORMAT, "asks for 1025 launches", "at most 1024"},
+      {"kernel", MOE_ERROR_FORMAT, "launch 2 names kernel 3",
+       "the layer has 3"},
+      {"grid", MOE_ERROR_FORMAT, "(kernel 'moe_layer_1_route') has grid",
+       "every dimension must be at least 1"},
+      {"block", MOE_ERROR_FORMAT, "block 256x1x0",
+       "every dimension must be at least 1"},
+      {"smem", MOE_ERROR_UNSUPPORTED,
+       "needs 1073741824 bytes of dynamic shared memory",
+       "allows at most 232448"},
+      {"negative_smem", MOE_ERROR_FORMAT, "asks for -4 bytes of shared memory",
+       "layer 1"},
+      {"workspace", MOE_ERROR_FORMAT, "moe_layer_1_workspace_bytes(",
+       "cannot be negative"},
+  };
+  for (size_t i = 0; i < sizeof(tables) / sizeof(tables[0]); ++i) {
+    for (int decode = 0; decode < 2; ++decode) {
+      int64_t tokens = decode ? 21 : 100;
+      setenv("MOE_FAKE_CUDA_MODEL_BAD", tables[i].bad, 1);
+      char name[96];
+      snprintf(name, sizeof(name), "launch table: %s (%lld tokens)",
+               tables[i].bad, (long long)tokens);
+      expect_run_failure(name, model, &kA, tokens, tables[i].status,
+                         tables[i].needle, tables[i].needle2);
+      unsetenv("MOE_FAKE_CUDA_MODEL_BAD");
+    }
+  }
+  run_ok("runs again after bad launch tables", model, &kA, MOE_DTYPE_F32, 21, 1,
+         1);
+
+  /* The argument checks of the cpu path. */
+  float hidden[FAKE_B_HIDDEN] = {0}, output[FAKE_B_HIDDEN + 1];
+  struct {
+    const char *name;
+    int32_t layer;
+    const void *hidden;
+    int64_t tokens, hidden_size;
+    float *output;
+    moe_status status;
+    const char *needle;
+  } arguments[] = {
+      {"run: null hidden", FAKE_A_LAYER, NULL, 1, FAKE_A_HIDDEN, output,
+       MOE_ERROR_INVALID_ARGUMENT, "hidden is null"},
+      {"run: null output", FAKE_A_LAYER, hidden, 1, FAKE_A_HIDDEN, NULL,
+       MOE_ERROR_INVALID_ARGUMENT, "output is null"},
+      {"run: tokens = 0", FAKE_A_LAYER, hidden, 0, FAKE_A_HIDDEN, output,
+       MOE_ERROR_INVALID_ARGUMENT, "tokens is 0"},
+      {"run: unknown layer", 2, hidden, 1, FAKE_A_HIDDEN, output,
+       MOE_ERROR_UNKNOWN_LAYER, "no layer 2"},
+      {"run: hidden size mismatch", FAKE_A_LAYER, hidden, 1, FAKE_B_HIDDEN,
+       output, MOE_ERROR_SHAPE, "hidden_size is 8"},
+      {"run: misaligned output", FAKE_A_LAYER, hidden, 1, FAKE_A_HIDDEN,
+       (float *)((char *)output + 2), MOE_ERROR_INVALID_ARGUMENT,
+       "output is not aligned"},
+  };
+  for (size_t i = 0; i < sizeof(arguments) / sizeof(arguments[0]); ++i) {
+    moe_status status = moe_layer_run(
+        model, arguments[i].layer, arguments[i].hidden, MOE_DTYPE_F32,
+        arguments[i].tokens, arguments[i].hidden_size, arguments[i].output,
+        NULL, NULL);
+    check(status == arguments[i].status &&
+              contains(moe_last_error(), arguments[i].needle),
+          arguments[i].name, "status %d: %s", (int)status, moe_last_error());
+  }
+
+  /* A second model of the folder shares the primary context; closing one
+   * leaves the other working. */
+  moe_model *second = open_ok("open the folder again", folder, "cuda:0");
+  moe_model_close(model);
+  if (second) {
+    run_ok("run the second model after closing the first", second, &kA,
+           MOE_DTYPE_F32, 4, 1, 1);
+    run_ok("run the second model after closing the first (100)", second, &kB,
+           MOE_DTYPE_F32, 100, 1, 1);
+  }
+  close_and_check("close both models", second);
+
+  /* Closing right after a device failure. */
+  model = open_ok("open for a failure", folder, "cuda:0");
+  if (model) {
+    run_ok("decode before the failure", model, &kA, MOE_DTYPE_F32, 2, 1, 1);
+    setenv("MOE_FAKE_CUDA_FAIL", "cuStreamSynchronize", 1);
+    expect_run_failure("a failing cuStreamSynchronize", model, &kA, 2,
+                       MOE_ERROR_DEVICE, "cuStreamSynchronize", NULL);
+    moe_model_close(model);
+    unsetenv("MOE_FAKE_CUDA_FAIL");
+    expect_released("close after a failure");
+  }
+}
+
+/*===----------------------------------------------------------------------===*
+ * Threads
+ *===----------------------------------------------------------------------===*/
+
+typedef struct {
+  moe_model *model;
+  int index;
+  int failures;
+  char why[1024];
+} worker;
+
+static void *work(void *argument) {
+  worker *self = argument;
+  for (int i = 0; i < 60 && !self->failures; ++i) {
+    int64_t tokens = 1 + (i * 13 + self->index * 7) % 90;
+    if (run_layer(self->model, &kA, i % 2 ? MOE_DTYPE_BF16 : MOE_DTYPE_F32,
+                  tokens, i % 3 != 0, i % 4 != 0, self->why,
+                  sizeof(self->why)) != 0)
+      self->failures++;
+  }
+  return NULL;
+}
+
+static void test_threads(void) {
+  char folder[4096];
+  make_cuda_folder(folder, sizeof(folder), "threads");
+  reset_env();
+  /* The fake kernels' sizes come from the environment, which the threads
+   * only read: set them once, for layer A. */
+  setenv("MOE_FAKE_CUDA_HIDDEN", "4", 1);
+  setenv("MOE_FAKE_CUDA_TOPK", "2", 1);
+  unsetenv("MOE_FAKE_CUDA_LOG"); /* 4 x 60 calls of lines: not needed */
+  moe_model *model = open_ok("open for threads", folder, "cuda:0");
+  if (!model)
+    return;
+  enum { kThreads = 4 };
+  worker workers[kThreads];
+  pthread_t threads[kThreads];
+  int started = 0;
+  for (int t = 0; t < kThreads; ++t) {
+    workers[t] = (worker){model, t, 0, ""};
+    if (pthread_create(&threads[t], NULL, work, &workers[t]) != 0)
+      break;
+    ++started;
+  }
+  int failures = started == kThreads ? 0 : 1;
+  const char *why = started == kThreads ? "" : "pthread_create failed";
+  for (int t = 0; t < started; ++t) {
+    pthread_join(threads[t], NULL);
+    if (workers[t].failures && !failures)
+      why = workers[t].why;
+    failures += workers[t].failures;
+  }
+  check(failures == 0, "4 threads x 60 runs on one cuda model", "%s", why);
+  close_and_check("threads", model);
+  reset_env();
+}
+
+/*===----------------------------------------------------------------------===*
+ * main
+ *===----------------------------------------------------------------------===*/
+
+static void prepare_json(void) {
+  uint8_t data[16];
+  static const float weights[4] = FAKE_WEIGHTS;
+  char hash[65];
+  encode_weights(weights, data);
+  sha256_hex(data, sizeof(data), hash);
+  snprintf(good_hash_json, sizeof(good_hash_json), "\"%s\"", hash);
+  snprintf(good_cuda_layers, sizeof(good_cuda_layers),
+           "[{\"layer\": %d, \"entry\": \"%s\", \"hidden_size\": %d, "
+           "\"num_experts\": %d, \"top_k\": %d, \"cuda_kernels\": [\"%s\", "
+           "\"%s\", \"%s\"]}, {\"layer\": %d, \"entry\": \"%s\", "
+           "\"hidden_size\": %d, \"num_experts\": %d, \"top_k\": %d, "
+           "\"cuda_kernels\": [\"%s\", \"%s\"]}]",
+           FAKE_A_LAYER, FAKE_A_ENTRY, FAKE_A_HIDDEN, FAKE_A_EXPERTS,
+           FAKE_A_TOPK, kKernelsA[0], kKernelsA[1], kKernelsA[2], FAKE_B_LAYER,
+           FAKE_B_ENTRY, FAKE_B_HIDDEN, FAKE_B_EXPERTS, FAKE_B_TOPK,
+           kKernelsB[0], kKernelsB[1]);
+  snprintf(good_cpu_layers, sizeof(good_cpu_layers),
+           "[{\"layer\": %d, \"entry\": \"%s\", \"hidden_size\": %d, "
+           "\"num_experts\": %d, \"top_k\": %d}, {\"layer\": %d, \"entry\": "
+           "\"%s\", \"hidden_size\": %d, \"num_experts\": %d, \"top_k\": %d}]",
+           FAKE_A_LAYER, FAKE_A_ENTRY, FAKE_A_HIDDEN, FAKE_A_EXPERTS,
+           FAKE_A_TOPK, FAKE_B_LAYER, FAKE_B_ENTRY, FAKE_B_HIDDEN,
+           FAKE_B_EXPERTS, FAKE_B_TOPK);
+}
+
+int main(int argc, char **argv) {
+  if (argc == 4 && strcmp(argv[1], "--write-folder") == 0) {
+    fake_cuda_so = argv[3];
+    prepare_json();
+    if (mkdir(argv[2], 0700) != 0 && errno != EEXIST)
+      die(argv[2]);
+    cuda_manifest m = default_cuda_manifest();
+    write_manifest(argv[2], &m);
+    weights_spec weights = {0};
+    write_weights(argv[2], &weights);
+    char path[4200];
+    join(path, sizeof(path), argv[2], "libmoe_model.so");
+    copy_file(fake_cuda_so, path);
+    return 0;
+  }
+  if (argc != 4) {
+    fprintf(stderr,
+            "usage: %s FAKE_CUDA_DRIVER FAKE_CUDA_MODEL_SO FAKE_MODEL_SO\n"
+            "       %s --write-folder DIR FAKE_CUDA_MODEL_SO\n",
+            argv[0], argv[0]);
+    return 2;
+  }
+  fake_driver = argv[1];
+  fake_cuda_so = argv[2];
+  fake_cpu_so = argv[3];
+  prepare_json();
+  make_temp_root(root, sizeof(root), "moe-cuda-runtime-test");
+  join(log_path, sizeof(log_path), root, "fake-cuda.log");
+
+  test_devices_and_targets();
+  test_driver_loading(); /* first to load the fake driver */
+  test_manifest();
+  test_images();
+  test_run();
+  test_threads();
+
+  remove_temp_root(root);
+  return report_summary();
+}

@@ -1,0 +1,934 @@
+/* fake_cuda.c - A TEST FAKE of the CUDA driver, built as libcuda.so.1 in its
+ * own folder (build/test/runtime/fake_cuda/). It is not CUDA and runs nothing
+ * on a GPU: it implements, on host memory, the subset of the driver API that
+ * libmoe_runtime calls, so that the runtime's CUDA backend can be tested on
+ * machines without a GPU. The runtime loads it through MOE_CUDA_DRIVER (or
+ * LD_LIBRARY_PATH).
+ *
+ * What it does:
+ * - one context per device; a per-thread context stack, and every memory,
+ *   module, stream, launch and graph call fails with
+ *   CUDA_ERROR_INVALID_CONTEXT when no context is current (as the driver does);
+ * - cuMemAlloc is a 256-byte aligned malloc; copies are memcpy, checked to lie
+ *   inside a live allocation;
+ * - a module remembers its image: text after "\x7f" "ELF" is a (fake) cubin,
+ *   anything else PTX; cuModuleGetFunction succeeds for names that appear in
+ *   the image as a whole word, so a test sees whether the right image loaded;
+ * - cuLaunchKernel checks the FORMAT.md parameters (seven: hidden, tokens,
+ *   output, topk_ids, topk_weights, weights, workspace; every pointer inside a
+ *   live allocation large enough for tokens rows) and "runs" a kernel that
+ *   writes 1.0f + tokens into the first tokens*H floats of `output`, H from
+ *   MOE_FAKE_CUDA_HIDDEN; with MOE_FAKE_CUDA_TOPK=k also topk_ids[i] = i and
+ *   topk_weights[i] = hidden[i] for i < tokens*k;
+ * - stream capture records launches into a graph; cuGraphLaunch replays them
+ *   (re-checking the parameters, so a graph with stale buffers fails).
+ *
+ * Environment:
+ *   MOE_FAKE_CUDA_LOG=FILE     append one line per notable call (see trace)
+ *   MOE_FAKE_CUDA_NO_DEVICE=1  cuDeviceGetCount reports no device
+ *   MOE_FAKE_CUDA_DEVICES=N    device count (default 1)
+ *   MOE_FAKE_CUDA_CC=MN        compute capability M.N (default 80: 8.0)
+ *   MOE_FAKE_CUDA_FAIL=NAME    the exported function NAME (e.g. cuLaunchKernel,
+ *                              cuMemAlloc_v2) returns an error: a code typical
+ *                              of that call, or MOE_FAKE_CUDA_FAIL_CODE
+ *   MOE_FAKE_CUDA_HIDDEN=H, MOE_FAKE_CUDA_TOPK=k   what kernels write
+ * The variables are read at every call, so a test may change them between
+ * calls. fake_cuda_live() reports the objects not yet released. */
+#define _GNU_SOURCE
+
+#include <ctype.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EXPORT __attribute__((visibility("default")))
+
+/* The driver API types, as sized in cuda.h. */
+typedef int CUresult;
+typedef int CUdevice;
+typedef unsigned long long CUdeviceptr;
+typedef struct CUctx_st *CUcontext;
+typedef struct CUmod_st *CUmodule;
+typedef struct CUfunc_st *CUfunction;
+typedef struct CUstream_st *CUstream;
+typedef struct CUgraph_st *CUgraph;
+typedef struct CUgraphExec_st *CUgraphExec;
+
+enum {
+  SUCCESS = 0,
+  INVALID_VALUE = 1,
+  OUT_OF_MEMORY = 2,
+  NOT_INITIALIZED = 3,
+  INSUFFICIENT_DRIVER = 35,
+  NO_DEVICE = 100,
+  INVALID_DEVICE = 101,
+  INVALID_IMAGE = 200,
+  INVALID_CONTEXT = 201,
+  INVALID_HANDLE = 400,
+  NOT_FOUND = 500,
+  LAUNCH_FAILED = 719,
+  CAPTURE_UNSUPPORTED = 900,
+  CAPTURE_INVALIDATED = 901,
+  UNKNOWN = 999,
+};
+
+static const struct {
+  CUresult code;
+  const char *name, *text;
+} kErrors[] = {
+    {SUCCESS, "CUDA_SUCCESS", "no error"},
+    {INVALID_VALUE, "CUDA_ERROR_INVALID_VALUE", "invalid argument"},
+    {OUT_OF_MEMORY, "CUDA_ERROR_OUT_OF_MEMORY", "out of memory"},
+    {NOT_INITIALIZED, "CUDA_ERROR_NOT_INITIALIZED", "initialization error"},
+    {INSUFFICIENT_DRIVER, "CUDA_ERROR_INSUFFICIENT_DRIVER",
+     "CUDA driver version is insufficient for CUDA runtime version"},
+    {NO_DEVICE, "CUDA_ERROR_NO_DEVICE", "no CUDA-capable device is detected"},
+    {INVALID_DEVICE, "CUDA_ERROR_INVALID_DEVICE", "invalid device ordinal"},
+    {INVALID_IMAGE, "CUDA_ERROR_INVALID_IMAGE",
+     "device kernel image is invalid"},
+    {INVALID_CONTEXT, "CUDA_ERROR_INVALID_CONTEXT", "invalid device context"},
+    {INVALID_HANDLE, "CUDA_ERROR_INVALID_HANDLE", "invalid resource handle"},
+    {NOT_FOUND, "CUDA_ERROR_NOT_FOUND", "named symbol not found"},
+    {LAUNCH_FAILED, "CUDA_ERROR_LAUNCH_FAILED", "unspecified launch failure"},
+    {CAPTURE_UNSUPPORTED, "CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED",
+     "operation not permitted when stream is capturing"},
+    {CAPTURE_INVALIDATED, "CUDA_ERROR_STREAM_CAPTURE_INVALIDATED",
+     "operation failed due to a previous error during capture"},
+    {UNKNOWN, "CUDA_ERROR_UNKNOWN", "unknown error"},
+};
+
+/*===----------------------------------------------------------------------===*
+ * State
+ *===----------------------------------------------------------------------===*/
+
+#define MAX_DEVICES 8
+#define MAX_SHARED_OPTIN 232448 /* bytes per block, as an H100 */
+#define PARAMS 7                /* FORMAT.md: every kernel's parameters */
+
+struct CUctx_st {
+  int device;
+  int retained;
+};
+
+struct CUfunc_st {
+  char *name;
+  CUmodule module;
+  int max_dynamic_shared;
+  struct CUfunc_st *next;
+};
+
+struct CUmod_st {
+  int live;
+  int cubin;
+  char *text; /* the image's text, for finding function names */
+  struct CUfunc_st *functions;
+  struct CUmod_st *next;
+};
+
+typedef struct {
+  CUfunction function;
+  unsigned grid[3], block[3], shared;
+  uint64_t params[PARAMS]; /* every parameter is 8 bytes (FORMAT.md) */
+} launch_record;
+
+typedef struct {
+  launch_record *launches;
+  int count, capacity;
+} launch_list;
+
+struct CUgraph_st {
+  int live;
+  launch_list list;
+  struct CUgraph_st *next;
+};
+
+struct CUgraphExec_st {
+  int live;
+  launch_list list;
+  struct CUgraphExec_st *next;
+};
+
+struct CUstream_st {
+  int live;
+  int capturing;
+  int capture_failed;
+  CUgraph graph;
+  struct CUstream_st *next;
+};
+
+typedef struct allocation {
+  int live;
+  uint8_t *base;
+  size_t size;
+  struct allocation *next;
+} allocation;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static int initialized;
+static struct CUctx_st contexts[MAX_DEVICES];
+static allocation *allocations;
+static struct CUmod_st *modules;
+static struct CUstream_st *streams;
+static struct CUgraph_st *graphs;
+static struct CUgraphExec_st *execs;
+
+static __thread CUcontext context_stack[16];
+static __thread int context_depth;
+
+/*===----------------------------------------------------------------------===*
+ * Helpers
+ *===----------------------------------------------------------------------===*/
+
+static long env_long(const char *name, long fallback) {
+  const char *value = getenv(name);
+  return value && *value ? strtol(value, NULL, 10) : fallback;
+}
+
+/* Appends one line to MOE_FAKE_CUDA_LOG. */
+static void trace(const char *format, ...) {
+  const char *path = getenv("MOE_FAKE_CUDA_LOG");
+  if (!path || !*path)
+    return;
+  FILE *file = fopen(path, "a");
+  if (!file)
+    return;
+  va_list args;
+  va_start(args, format);
+  vfprintf(file, format, args);
+  va_end(args);
+  fputc('\n', file);
+  fclose(file);
+}
+
+/* The error MOE_FAKE_CUDA_FAIL asks `function` to return, or SUCCESS. */
+static CUresult injected(const char *function, CUresult typical) {
+  const char *target = getenv("MOE_FAKE_CUDA_FAIL");
+  if (!target || strcmp(target, function) != 0)
+    return SUCCESS;
+  CUresult code = (CUresult)env_long("MOE_FAKE_CUDA_FAIL_CODE", typical);
+  trace("fail %s %d", function, code);
+  return code;
+}
+
+/* Returns from the calling function when MOE_FAKE_CUDA_FAIL names it. */
+#define INJECT(function, typical)                                              \
+  do {                                                                         \
+    CUresult injected_ = injected(function, typical);                          \
+    if (injected_ != SUCCESS)                                                  \
+      return injected_;                                                        \
+  } while (0)
+
+static int device_count(void) {
+  if (env_long("MOE_FAKE_CUDA_NO_DEVICE", 0))
+    return 0;
+  long count = env_long("MOE_FAKE_CUDA_DEVICES", 1);
+  return count < 0 ? 0 : count > MAX_DEVICES ? MAX_DEVICES : (int)count;
+}
+
+/* Calls that need a current context check this first. */
+static CUresult need_context(void) {
+  if (!initialized)
+    return NOT_INITIALIZED;
+  if (context_depth == 0 || !context_stack[context_depth - 1]->retained)
+    return INVALID_CONTEXT;
+  return SUCCESS;
+}
+
+#define NEED_CONTEXT()                                                         \
+  do {                                                                         \
+    CUresult status_ = need_context();                                         \
+    if (status_ != SUCCESS)                                                    \
+      return status_;                                                          \
+  } while (0)
+
+/* The live allocation holding [pointer, pointer + bytes), or NULL. */
+static allocation *find_allocation(CUdeviceptr pointer, size_t bytes) {
+  for (allocation *a = allocations; a; a = a->next) {
+    uintptr_t base = (uintptr_t)a->base;
+    if (a->live && pointer >= base && pointer - base <= a->size &&
+        bytes <= a->size - (pointer - base))
+      return a;
+  }
+  return NULL;
+}
+
+static int stream_live(CUstream stream) {
+  for (struct CUstream_st *s = streams; s; s = s->next)
+    if (s == stream && s->live)
+      return 1;
+  return 0;
+}
+
+static int function_live(CUfunction function) {
+  for (struct CUmod_st *m = modules; m; m = m->next)
+    for (struct CUfunc_st *f = m->functions; f; f = f->next)
+      if (f == function)
+        return m->live;
+  return 0;
+}
+
+/* Does `name` occur in `text` as a whole identifier? */
+static int has_word(const char *text, const char *name) {
+  size_t length = strlen(name);
+  if (length == 0)
+    return 0;
+  for (const char *at = strstr(text, name); at; at = strstr(at + 1, name)) {
+    int before = at == text || !(isalnum((unsigned char)at[-1]) ||
+                                 at[-1] == '_' || at[-1] == '$');
+    char next = at[length];
+    int after = !(isalnum((unsigned char)next) || next == '_' || next == '$');
+    if (before && after)
+      return 1;
+  }
+  return 0;
+}
+
+static void append(launch_list *list, const launch_record *record) {
+  if (list->count == list->capacity) {
+    int capacity = list->capacity ? 2 * list->capacity : 8;
+    launch_record *grown =
+        realloc(list->launches, (size_t)capacity * sizeof(*grown));
+    if (!grown)
+      abort(); /* a test fake: out of memory is not a case it handles */
+    list->launches = grown;
+    list->capacity = capacity;
+  }
+  list->launches[list->count++] = *record;
+}
+
+static void describe(const launch_record *r, char *out, size_t size) {
+  snprintf(out, size, "%s grid=%u,%u,%u block=%u,%u,%u smem=%u",
+           r->function->name, r->grid[0], r->grid[1], r->grid[2], r->block[0],
+           r->block[1], r->block[2], r->shared);
+}
+
+/* Checks a launch's parameters and runs the fake kernel. */
+static CUresult execute(const launch_record *r) {
+  char text[512];
+  describe(r, text, sizeof(text));
+  if (!function_live(r->function)) {
+    trace("bad launch %s: its module was unloaded", text);
+    return INVALID_HANDLE;
+  }
+  int64_t tokens;
+  memcpy(&tokens, &r->params[1], sizeof(tokens));
+  long hidden_size = env_long("MOE_FAKE_CUDA_HIDDEN", 0);
+  long top_k = env_long("MOE_FAKE_CUDA_TOPK", 0);
+  static const char *names[PARAMS] = {"hidden",   "tokens",       "output",
+                                      "topk_ids", "topk_weights", "weights",
+                                      "workspace"};
+  size_t need[PARAMS] = {(size_t)(tokens * hidden_size) * 4,
+                         0,
+                         (size_t)(tokens * hidden_size) * 4,
+                         (size_t)(tokens * top_k) * 4,
+                         (size_t)(tokens * top_k) * 4,
+                         1,
+                         1};
+  if (tokens < 1) {
+    trace("bad launch %s: tokens = %lld", text, (long long)tokens);
+    return INVALID_VALUE;
+  }
+  for (int i = 0; i < PARAMS; ++i) {
+    if (i == 1)
+      continue;
+    if (!find_allocation(r->params[i], need[i] ? need[i] : 1)) {
+      trace("bad launch %s: parameter %s (%#llx) is not %zu bytes of live "
+            "device memory",
+            text, names[i], (unsigned long long)r->params[i], need[i]);
+      return INVALID_VALUE;
+    }
+  }
+  float *output = (float *)(uintptr_t)r->params[2];
+  for (int64_t i = 0; i < tokens * hidden_size; ++i)
+    output[i] = 1.0f + (float)tokens;
+  const float *hidden = (const float *)(uintptr_t)r->params[0];
+  int32_t *ids = (int32_t *)(uintptr_t)r->params[3];
+  float *weights = (float *)(uintptr_t)r->params[4];
+  for (int64_t i = 0; i < tokens * top_k && top_k <= hidden_size; ++i) {
+    ids[i] = (int32_t)i;
+    weights[i] = hidden[i];
+  }
+  return SUCCESS;
+}
+
+/*===----------------------------------------------------------------------===*
+ * The driver API
+ *===----------------------------------------------------------------------===*/
+
+EXPORT CUresult cuGetErrorName(CUresult error, const char **name) {
+  for (size_t i = 0; i < sizeof(kErrors) / sizeof(kErrors[0]); ++i)
+    if (kErrors[i].code == error) {
+      *name = kErrors[i].name;
+      return SUCCESS;
+    }
+  *name = NULL;
+  return INVALID_VALUE;
+}
+
+EXPORT CUresult cuGetErrorString(CUresult error, const char **text) {
+  for (size_t i = 0; i < sizeof(kErrors) / sizeof(kErrors[0]); ++i)
+    if (kErrors[i].code == error) {
+      *text = kErrors[i].text;
+      return SUCCESS;
+    }
+  *text = NULL;
+  return INVALID_VALUE;
+}
+
+EXPORT CUresult cuInit(unsigned flags) {
+  if (flags != 0)
+    return INVALID_VALUE;
+  INJECT("cuInit", INSUFFICIENT_DRIVER);
+  pthread_mutex_lock(&lock);
+  initialized = 1;
+  pthread_mutex_unlock(&lock);
+  trace("init");
+  return SUCCESS;
+}
+
+EXPORT CUresult cuDeviceGetCount(int *count) {
+  if (!initialized)
+    return NOT_INITIALIZED;
+  INJECT("cuDeviceGetCount", UNKNOWN);
+  *count = device_count();
+  return SUCCESS;
+}
+
+EXPORT CUresult cuDeviceGet(CUdevice *device, int ordinal) {
+  if (!initialized)
+    return NOT_INITIALIZED;
+  INJECT("cuDeviceGet", INVALID_DEVICE);
+  if (ordinal < 0 || ordinal >= device_count())
+    return INVALID_DEVICE;
+  *device = ordinal;
+  return SUCCESS;
+}
+
+static void compute_capability(int *major, int *minor) {
+  long cc = env_long("MOE_FAKE_CUDA_CC", 80);
+  *major = (int)(cc / 10);
+  *minor = (int)(cc % 10);
+}
+
+EXPORT CUresult cuDeviceGetName(char *name, int length, CUdevice device) {
+  if (!initialized)
+    return NOT_INITIALIZED;
+  if (device < 0 || device >= device_count() || length < 1)
+    return INVALID_VALUE;
+  snprintf(name, (size_t)length, "Fake CUDA Device %d", device);
+  return SUCCESS;
+}
+
+EXPORT CUresult cuDeviceGetAttribute(int *value, int attribute,
+                                     CUdevice device) {
+  if (!initialized)
+    return NOT_INITIALIZED;
+  INJECT("cuDeviceGetAttribute", INVALID_VALUE);
+  if (device < 0 || device >= device_count())
+    return INVALID_DEVICE;
+  int major, minor;
+  compute_capability(&major, &minor);
+  switch (attribute) {
+  case 75: /* CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR */
+    *value = major;
+    return SUCCESS;
+  case 76: /* ..._MINOR */
+    *value = minor;
+    return SUCCESS;
+  case 97: /* CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN */
+    *value = MAX_SHARED_OPTIN;
+    return SUCCESS;
+  }
+  return INVALID_VALUE;
+}
+
+EXPORT CUresult cuDevicePrimaryCtxRetain(CUcontext *context, CUdevice device) {
+  if (!initialized)
+    return NOT_INITIALIZED;
+  INJECT("cuDevicePrimaryCtxRetain", OUT_OF_MEMORY);
+  if (device < 0 || device >= device_count())
+    return INVALID_DEVICE;
+  pthread_mutex_lock(&lock);
+  contexts[device].device = device;
+  contexts[device].retained++;
+  *context = &contexts[device];
+  pthread_mutex_unlock(&lock);
+  trace("context retain %d", device);
+  return SUCCESS;
+}
+
+EXPORT CUresult cuDevicePrimaryCtxRelease_v2(CUdevice device) {
+  if (!initialized)
+    return NOT_INITIALIZED;
+  if (device < 0 || device >= device_count())
+    return INVALID_DEVICE;
+  CUresult result = SUCCESS;
+  pthread_mutex_lock(&lock);
+  if (contexts[device].retained > 0)
+    contexts[device].retained--;
+  else
+    result = INVALID_CONTEXT;
+  pthread_mutex_unlock(&lock);
+  trace("context release %d", device);
+  return result;
+}
+
+EXPORT CUresult cuCtxPushCurrent_v2(CUcontext context) {
+  if (!initialized)
+    return NOT_INITIALIZED;
+  INJECT("cuCtxPushCurrent_v2", INVALID_CONTEXT);
+  if (!context || !context->retained ||
+      context_depth == (int)(sizeof(context_stack) / sizeof(context_stack[0])))
+    return INVALID_CONTEXT;
+  context_stack[context_depth++] = context;
+  return SUCCESS;
+}
+
+EXPORT CUresult cuCtxPopCurrent_v2(CUcontext *context) {
+  if (!initialized)
+    return NOT_INITIALIZED;
+  if (context_depth == 0)
+    return INVALID_CONTEXT;
+  CUcontext top = context_stack[--context_depth];
+  if (context)
+    *context = top;
+  return SUCCESS;
+}
+
+EXPORT CUresult cuStreamCreate(CUstream *stream, unsigned flags) {
+  (void)flags;
+  NEED_CONTEXT();
+  INJECT("cuStreamCreate", OUT_OF_MEMORY);
+  struct CUstream_st *s = calloc(1, sizeof(*s));
+  if (!s)
+    return OUT_OF_MEMORY;
+  s->live = 1;
+  pthread_mutex_lock(&lock);
+  s->next = streams;
+  streams = s;
+  pthread_mutex_unlock(&lock);
+  *stream = s;
+  trace("stream create");
+  return SUCCESS;
+}
+
+EXPORT CUresult cuStreamDestroy_v2(CUstream stream) {
+  NEED_CONTEXT();
+  pthread_mutex_lock(&lock);
+  CUresult result = stream_live(stream) ? SUCCESS : INVALID_HANDLE;
+  if (result == SUCCESS)
+    stream->live = 0;
+  pthread_mutex_unlock(&lock);
+  trace("stream destroy");
+  return result;
+}
+
+EXPORT CUresult cuStreamSynchronize(CUstream stream) {
+  NEED_CONTEXT();
+  INJECT("cuStreamSynchronize", LAUNCH_FAILED);
+  pthread_mutex_lock(&lock);
+  CUresult result = SUCCESS;
+  if (!stream_live(stream))
+    result = INVALID_HANDLE;
+  else if (stream->capturing) {
+    stream->capture_failed = 1; /* the driver invalidates the capture */
+    result = CAPTURE_UNSUPPORTED;
+  }
+  pthread_mutex_unlock(&lock);
+  return result;
+}
+
+EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *pointer, size_t bytes) {
+  NEED_CONTEXT();
+  INJECT("cuMemAlloc_v2", OUT_OF_MEMORY);
+  if (bytes == 0)
+    return INVALID_VALUE;
+  size_t rounded = (bytes + 255) / 256 * 256;
+  allocation *a = calloc(1, sizeof(*a));
+  uint8_t *base = rounded >= bytes ? aligned_alloc(256, rounded) : NULL;
+  if (!a || !base) {
+    free(a);
+    free(base);
+    return OUT_OF_MEMORY;
+  }
+  memset(base, 0xab, rounded); /* uninitialized device memory is garbage */
+  a->live = 1;
+  a->base = base;
+  a->size = bytes;
+  pthread_mutex_lock(&lock);
+  a->next = allocations;
+  allocations = a;
+  pthread_mutex_unlock(&lock);
+  *pointer = (CUdeviceptr)(uintptr_t)base;
+  trace("alloc %zu", bytes);
+  return SUCCESS;
+}
+
+EXPORT CUresult cuMemFree_v2(CUdeviceptr pointer) {
+  NEED_CONTEXT();
+  CUresult result = INVALID_VALUE;
+  size_t size = 0;
+  pthread_mutex_lock(&lock);
+  for (allocation *a = allocations; a; a = a->next)
+    if (a->live && (CUdeviceptr)(uintptr_t)a->base == pointer) {
+      a->live = 0;
+      size = a->size;
+      free(a->base);
+      a->base = NULL;
+      result = SUCCESS;
+      break;
+    }
+  pthread_mutex_unlock(&lock);
+  if (result == SUCCESS)
+    trace("free %zu", size);
+  else
+    trace("bad free %#llx", pointer);
+  return result;
+}
+
+/* A copy on `stream`: not allowed while it captures (copies from pageable
+ * host memory cannot be captured), and confined to one live allocation. */
+static CUresult copy(const char *what, CUstream stream, CUdeviceptr device,
+                     size_t bytes) {
+  NEED_CONTEXT();
+  if (!stream_live(stream))
+    return INVALID_HANDLE;
+  if (stream->capturing) {
+    stream->capture_failed = 1;
+    return CAPTURE_UNSUPPORTED;
+  }
+  if (!find_allocation(device, bytes)) {
+    trace("bad %s %zu at %#llx", what, bytes, device);
+    return INVALID_VALUE;
+  }
+  trace("%s %zu", what, bytes);
+  return SUCCESS;
+}
+
+EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr destination,
+                                     const void *source, size_t bytes,
+                                     CUstream stream) {
+  INJECT("cuMemcpyHtoDAsync_v2", INVALID_VALUE);
+  pthread_mutex_lock(&lock);
+  CUresult result = copy("htod", stream, destination, bytes);
+  if (result == SUCCESS)
+    memcpy((void *)(uintptr_t)destination, source, bytes);
+  pthread_mutex_unlock(&lock);
+  return result;
+}
+
+EXPORT CUresult cuMemcpyDtoHAsync_v2(void *destination, CUdeviceptr source,
+                                     size_t bytes, CUstream stream) {
+  INJECT("cuMemcpyDtoHAsync_v2", LAUNCH_FAILED);
+  pthread_mutex_lock(&lock);
+  CUresult result = copy("dtoh", stream, source, bytes);
+  if (result == SUCCESS)
+    memcpy(destination, (const void *)(uintptr_t)source, bytes);
+  pthread_mutex_unlock(&lock);
+  return result;
+}
+
+/* Loads an image; with CU_JIT_ERROR_LOG_BUFFER (5) and its size (6) among the
+ * options, an injected failure writes a JIT error log there. */
+EXPORT CUresult cuModuleLoadDataEx(CUmodule *module, const void *image,
+                                   unsigned count, int *options,
+                                   void **values) {
+  NEED_CONTEXT();
+  CUresult fail = injected("cuModuleLoadDataEx", INVALID_IMAGE);
+  if (fail != SUCCESS) {
+    char *log = NULL;
+    size_t size = 0;
+    for (unsigned i = 0; i < count; ++i) {
+      if (options[i] == 5)
+        log = values[i];
+      if (options[i] == 6)
+        size = (size_t)(uintptr_t)values[i];
+    }
+    if (log && size > 0)
+      snprintf(log, size,
+               "fake ptxas: error: the test asked this load to "
+               "fail\n");
+    return fail;
+  }
+  if (!image)
+    return INVALID_VALUE;
+  const char *bytes = image;
+  int cubin = memcmp(bytes,
+                     "\x7f"
+                     "ELF",
+                     4) == 0;
+  const char *text = cubin ? bytes + 4 : bytes;
+  if (!cubin && !strstr(text, ".entry"))
+    return INVALID_IMAGE; /* not PTX with a kernel */
+  struct CUmod_st *m = calloc(1, sizeof(*m));
+  if (!m || !(m->text = strdup(text))) {
+    free(m);
+    return OUT_OF_MEMORY;
+  }
+  m->live = 1;
+  m->cubin = cubin;
+  pthread_mutex_lock(&lock);
+  m->next = modules;
+  modules = m;
+  pthread_mutex_unlock(&lock);
+  *module = m;
+  trace("module load %s", cubin ? "cubin" : "ptx");
+  return SUCCESS;
+}
+
+EXPORT CUresult cuModuleLoadData(CUmodule *module, const void *image) {
+  return cuModuleLoadDataEx(module, image, 0, NULL, NULL);
+}
+
+EXPORT CUresult cuModuleUnload(CUmodule module) {
+  NEED_CONTEXT();
+  pthread_mutex_lock(&lock);
+  CUresult result = INVALID_HANDLE;
+  for (struct CUmod_st *m = modules; m; m = m->next)
+    if (m == module && m->live) {
+      m->live = 0; /* kept, so that stale functions are recognized */
+      result = SUCCESS;
+    }
+  pthread_mutex_unlock(&lock);
+  trace("module unload");
+  return result;
+}
+
+EXPORT CUresult cuModuleGetFunction(CUfunction *function, CUmodule module,
+                                    const char *name) {
+  NEED_CONTEXT();
+  INJECT("cuModuleGetFunction", NOT_FOUND);
+  if (!module || !module->live || !name)
+    return INVALID_HANDLE;
+  if (!has_word(module->text, name))
+    return NOT_FOUND;
+  struct CUfunc_st *f = calloc(1, sizeof(*f));
+  if (!f || !(f->name = strdup(name))) {
+    free(f);
+    return OUT_OF_MEMORY;
+  }
+  f->module = module;
+  f->max_dynamic_shared = 48 * 1024;
+  pthread_mutex_lock(&lock);
+  f->next = module->functions;
+  module->functions = f;
+  pthread_mutex_unlock(&lock);
+  *function = f;
+  trace("module function %s", name);
+  return SUCCESS;
+}
+
+EXPORT CUresult cuFuncSetAttribute(CUfunction function, int attribute,
+                                   int value) {
+  NEED_CONTEXT();
+  INJECT("cuFuncSetAttribute", INVALID_VALUE);
+  pthread_mutex_lock(&lock);
+  int live = function_live(function);
+  pthread_mutex_unlock(&lock);
+  if (!live)
+    return INVALID_HANDLE;
+  /* CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES */
+  if (attribute != 8 || value < 0 || value > MAX_SHARED_OPTIN)
+    return INVALID_VALUE;
+  function->max_dynamic_shared = value;
+  trace("func attribute %s max_dynamic_shared=%d", function->name, value);
+  return SUCCESS;
+}
+
+EXPORT CUresult cuLaunchKernel(CUfunction function, unsigned gridX,
+                               unsigned gridY, unsigned gridZ, unsigned blockX,
+                               unsigned blockY, unsigned blockZ,
+                               unsigned shared, CUstream stream,
+                               void **parameters, void **extra) {
+  NEED_CONTEXT();
+  pthread_mutex_lock(&lock);
+  CUresult result = SUCCESS;
+  int capturing = stream_live(stream) && stream->capturing;
+  if (!stream_live(stream) || !function_live(function))
+    result = INVALID_HANDLE;
+  else if ((result = injected("cuLaunchKernel", LAUNCH_FAILED)) != SUCCESS)
+    ;
+  else if (!parameters || extra || !gridX || !gridY || !gridZ || !blockX ||
+           !blockY || !blockZ || blockX * blockY * blockZ > 1024 ||
+           (int)shared > function->max_dynamic_shared)
+    result = INVALID_VALUE;
+  if (result != SUCCESS) {
+    if (capturing)
+      stream->capture_failed = 1;
+    pthread_mutex_unlock(&lock);
+    return result;
+  }
+  launch_record record = {
+      function, {gridX, gridY, gridZ}, {blockX, blockY, blockZ}, shared, {0}};
+  for (int i = 0; i < PARAMS; ++i)
+    memcpy(&record.params[i], parameters[i], sizeof(record.params[i]));
+  char text[512];
+  describe(&record, text, sizeof(text));
+  if (capturing) {
+    append(&stream->graph->list, &record);
+    trace("capture %s", text);
+  } else {
+    trace("launch %s", text);
+    result = execute(&record);
+  }
+  pthread_mutex_unlock(&lock);
+  return result;
+}
+
+EXPORT CUresult cuStreamBeginCapture_v2(CUstream stream, int mode) {
+  NEED_CONTEXT();
+  INJECT("cuStreamBeginCapture_v2", CAPTURE_UNSUPPORTED);
+  if (mode < 0 || mode > 2)
+    return INVALID_VALUE;
+  pthread_mutex_lock(&lock);
+  CUresult result = SUCCESS;
+  struct CUgraph_st *graph = NULL;
+  if (!stream_live(stream))
+    result = INVALID_HANDLE;
+  else if (stream->capturing)
+    result = CAPTURE_UNSUPPORTED;
+  else if (!(graph = calloc(1, sizeof(*graph))))
+    result = OUT_OF_MEMORY;
+  if (result == SUCCESS) {
+    graph->live = 1;
+    graph->next = graphs;
+    graphs = graph;
+    stream->capturing = 1;
+    stream->capture_failed = 0;
+    stream->graph = graph;
+  }
+  pthread_mutex_unlock(&lock);
+  if (result == SUCCESS)
+    trace("graph capture begin");
+  return result;
+}
+
+EXPORT CUresult cuStreamEndCapture(CUstream stream, CUgraph *graph) {
+  NEED_CONTEXT();
+  pthread_mutex_lock(&lock);
+  if (!stream_live(stream) || !stream->capturing) {
+    pthread_mutex_unlock(&lock);
+    return INVALID_VALUE;
+  }
+  CUgraph captured = stream->graph;
+  int failed = stream->capture_failed;
+  stream->capturing = 0;
+  stream->graph = NULL;
+  int count = captured->list.count;
+  if (failed)
+    captured->live = 0; /* the driver discards an invalidated capture */
+  pthread_mutex_unlock(&lock);
+  CUresult fail = injected("cuStreamEndCapture", CAPTURE_INVALIDATED);
+  if (fail) {
+    pthread_mutex_lock(&lock);
+    captured->live = 0;
+    pthread_mutex_unlock(&lock);
+  }
+  if (failed || fail) {
+    *graph = NULL;
+    trace("graph capture failed");
+    return fail ? fail : CAPTURE_INVALIDATED;
+  }
+  *graph = captured;
+  trace("graph capture end %d", count);
+  return SUCCESS;
+}
+
+EXPORT CUresult cuGraphInstantiateWithFlags(CUgraphExec *exec, CUgraph graph,
+                                            unsigned long long flags) {
+  (void)flags;
+  NEED_CONTEXT();
+  INJECT("cuGraphInstantiateWithFlags", OUT_OF_MEMORY);
+  if (!graph || !graph->live)
+    return INVALID_HANDLE;
+  struct CUgraphExec_st *e = calloc(1, sizeof(*e));
+  if (!e)
+    return OUT_OF_MEMORY;
+  pthread_mutex_lock(&lock);
+  e->live = 1;
+  for (int i = 0; i < graph->list.count; ++i)
+    append(&e->list, &graph->list.launches[i]);
+  e->next = execs;
+  execs = e;
+  pthread_mutex_unlock(&lock);
+  *exec = e;
+  trace("graph instantiate %d", e->list.count);
+  return SUCCESS;
+}
+
+EXPORT CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream) {
+  NEED_CONTEXT();
+  INJECT("cuGraphLaunch", LAUNCH_FAILED);
+  pthread_mutex_lock(&lock);
+  CUresult result = SUCCESS;
+  if (!exec || !exec->live || !stream_live(stream) || stream->capturing)
+    result = INVALID_HANDLE;
+  if (result == SUCCESS) {
+    trace("graph launch %d", exec->list.count);
+    for (int i = 0; i < exec->list.count && result == SUCCESS; ++i) {
+      char text[512];
+      describe(&exec->list.launches[i], text, sizeof(text));
+      trace("replay %s", text);
+      result = execute(&exec->list.launches[i]);
+    }
+  }
+  pthread_mutex_unlock(&lock);
+  return result;
+}
+
+EXPORT CUresult cuGraphExecDestroy(CUgraphExec exec) {
+  NEED_CONTEXT();
+  pthread_mutex_lock(&lock);
+  CUresult result = exec && exec->live ? SUCCESS : INVALID_HANDLE;
+  if (result == SUCCESS)
+    exec->live = 0;
+  pthread_mutex_unlock(&lock);
+  trace("graph exec destroy");
+  return result;
+}
+
+EXPORT CUresult cuGraphDestroy(CUgraph graph) {
+  NEED_CONTEXT();
+  pthread_mutex_lock(&lock);
+  CUresult result = graph && graph->live ? SUCCESS : INVALID_HANDLE;
+  if (result == SUCCESS)
+    graph->live = 0;
+  pthread_mutex_unlock(&lock);
+  trace("graph destroy");
+  return result;
+}
+
+/*===----------------------------------------------------------------------===*
+ * For the tests
+ *===----------------------------------------------------------------------===*/
+
+/* The number of objects not released yet (allocations, modules, streams,
+ * graphs, executable graphs, context retains), described in `out`. */
+EXPORT int fake_cuda_live(char *out, size_t size) {
+  int counts[6] = {0};
+  pthread_mutex_lock(&lock);
+  for (allocation *a = allocations; a; a = a->next)
+    counts[0] += a->live;
+  for (struct CUmod_st *m = modules; m; m = m->next)
+    counts[1] += m->live;
+  for (struct CUstream_st *s = streams; s; s = s->next)
+    counts[2] += s->live;
+  for (struct CUgraph_st *g = graphs; g; g = g->next)
+    counts[3] += g->live;
+  for (struct CUgraphExec_st *e = execs; e; e = e->next)
+    counts[4] += e->live;
+  for (int d = 0; d < MAX_DEVICES; ++d)
+    counts[5] += contexts[d].retained;
+  pthread_mutex_unlock(&lock);
+  snprintf(out, size,
+           "allocations=%d modules=%d streams=%d graphs=%d graph_execs=%d "
+           "context_retains=%d",
+           counts[0], counts[1], counts[2], counts[3], counts[4], counts[5]);
+  int total = 0;
+  for (int i = 0; i < 6; ++i)
+    total += counts[i];
+  return total;
+}
