@@ -33,6 +33,13 @@ config.substitutions.append(("%runtime_test", os.path.join(runtime_bin, "runtime
 config.substitutions.append(("%fake_model_nohash",
                              os.path.join(runtime_bin, "libfake_model_nohash.so")))
 config.substitutions.append(("%fake_model", os.path.join(runtime_bin, "libfake_model.so")))
+# The CUDA backend's test, its fixture library and the test fake of the CUDA driver
+# (libcuda.so.1, alone in its folder so that LD_LIBRARY_PATH can name the folder).
+config.substitutions.append(("%cuda_runtime_test", os.path.join(runtime_bin, "cuda_runtime_test")))
+config.substitutions.append(("%fake_cuda_model", os.path.join(runtime_bin, "libfake_cuda_model.so")))
+config.substitutions.append(("%fake_cuda_driver_dir", os.path.join(runtime_bin, "fake_cuda")))
+config.substitutions.append(("%fake_cuda_driver",
+                             os.path.join(runtime_bin, "fake_cuda", "libcuda.so.1")))
 
 llvm_config.with_system_environment(["HOME", "TMP", "TEMP"])
 llvm_config.use_default_substitutions()
@@ -42,3 +49,10 @@ tool_dirs = [config.moec_tools_dir, config.llvm_tools_dir]
 llvm_config.add_tool_substitutions(["not"], [config.llvm_tools_dir])
 llvm_config.add_tool_substitutions(["moe-opt", "moe-translate", "moe-run", "moe-compile"],
                                    tool_dirs)
+
+# CUDA kernels are checked by assembling their PTX when the toolkit's ptxas is installed
+# (issue 5: CI has no GPU; "ptxas accepts it when /usr/local/cuda/bin/ptxas exists").
+ptxas = os.environ.get("PTXAS", "/usr/local/cuda/bin/ptxas")
+if os.access(ptxas, os.X_OK):
+    config.available_features.add("ptxas")
+config.substitutions.append(("%ptxas_all", "sh " + os.path.join(utils, "ptxas_all.sh")))

@@ -2,9 +2,11 @@
 
 #include "lib/Target/CUDA/CudaTarget.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/Dialect/LLVMIR/LLVMDialect.h"
 #include "mlir/Dialect/LLVMIR/NVVMDialect.h"
+#include "mlir/Dialect/Math/IR/Math.h"
 #include "mlir/Dialect/Math/Transforms/Passes.h"
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Pass/PassRegistry.h"
@@ -24,6 +26,65 @@
 
 using namespace mlir;
 using namespace mlir::moe;
+
+namespace {
+/// math.floor on f32 as arithmetic: NVPTX has cvt.rmi, but convert-gpu-to-nvvm
+/// insists on libdevice's __nv_floorf for it. Values of magnitude >= 2^23 (and
+/// NaN, infinities) are already integral and pass through; the rest round
+/// toward zero through i32 and step down when that rounded up.
+struct FloorWithoutLibdevice : OpRewritePattern<math::FloorOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(math::FloorOp op,
+                                PatternRewriter &rewriter) const override {
+    Type type = op.getType();
+    if (!getElementTypeOrSelf(type).isF32())
+      return failure();
+    Location loc = op.getLoc();
+    auto constant = [&](Type t, Attribute value) -> Value {
+      if (auto vector = dyn_cast<VectorType>(type))
+        return arith::ConstantOp::create(
+            rewriter, loc,
+            DenseElementsAttr::get(vector.clone(t),
+                                   ArrayRef<Attribute>{value}));
+      return arith::ConstantOp::create(rewriter, loc, cast<TypedAttr>(value));
+    };
+    Type i32 = rewriter.getI32Type();
+    Type intType =
+        isa<VectorType>(type) ? cast<VectorType>(type).clone(i32) : i32;
+    Value x = op.getOperand();
+    Value truncated = arith::SIToFPOp::create(
+        rewriter, loc, type,
+        arith::FPToSIOp::create(rewriter, loc, intType, x));
+    Value one = constant(rewriter.getF32Type(), rewriter.getF32FloatAttr(1.0f));
+    Value stepDown = arith::CmpFOp::create(
+        rewriter, loc, arith::CmpFPredicate::OGT, truncated, x);
+    Value floored = arith::SelectOp::create(
+        rewriter, loc, stepDown,
+        arith::SubFOp::create(rewriter, loc, truncated, one), truncated);
+    Value magnitude = math::AbsFOp::create(rewriter, loc, x); // see below
+    // !(|x| < 2^23) holds for large values, infinities and NaN.
+    Value small = arith::CmpFOp::create(
+        rewriter, loc, arith::CmpFPredicate::OLT, magnitude,
+        constant(rewriter.getF32Type(), rewriter.getF32FloatAttr(8388608.0f)));
+    rewriter.replaceOpWithNewOp<arith::SelectOp>(op, small, floored, x);
+    return success();
+  }
+};
+
+/// math.absf as max(x, -x) (exact, NaN stays NaN, -0 becomes +0): the tanh and
+/// erf approximations use it, and convert-gpu-to-nvvm would make it
+/// libdevice's __nv_fabsf.
+struct AbsWithoutLibdevice : OpRewritePattern<math::AbsFOp> {
+  using OpRewritePattern::OpRewritePattern;
+  LogicalResult matchAndRewrite(math::AbsFOp op,
+                                PatternRewriter &rewriter) const override {
+    Value x = op.getOperand();
+    rewriter.replaceOpWithNewOp<arith::MaximumFOp>(
+        op, x, arith::NegFOp::create(rewriter, op.getLoc(), x));
+    return success();
+  }
+};
+} // namespace
 
 static llvm::Error makeError(const llvm::Twine &message) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
@@ -68,16 +129,22 @@ mlir::moe::lowerKernelsToPTX(ModuleOp container) {
   context->appendDialectRegistry(registry);
 
   // exp/tanh/erf would otherwise become libdevice calls (__nv_expf, ...), which
-  // need libdevice at compile time; the polynomial forms are plain arithmetic.
+  // need libdevice at compile time; the polynomial forms are plain arithmetic,
+  // and FloorWithoutLibdevice and math-expand-ops below rewrite what they use
+  // (floor, fma) into arith
+  // before convert-gpu-to-nvvm could pick libdevice for it (NVPTX fuses the
+  // multiply-adds again).
   {
     RewritePatternSet patterns(context);
     populateMathPolynomialApproximationPatterns(
         patterns, MathPolynomialApproximationOptions());
+    patterns.add<FloorWithoutLibdevice, AbsWithoutLibdevice>(context);
     if (failed(applyPatternsGreedily(container, std::move(patterns))))
       return makeError("cannot expand the math functions of the kernels");
   }
   const char *pipeline =
-      "gpu.module(convert-nvgpu-to-nvvm, convert-vector-to-scf, "
+      "gpu.module(math-expand-ops{ops=fma}, convert-nvgpu-to-nvvm, "
+      "convert-vector-to-scf, "
       "convert-scf-to-cf, convert-nvvm-to-llvm, expand-strided-metadata, "
       "lower-affine, convert-gpu-to-nvvm{index-bitwidth=64}, canonicalize, "
       "cse, reconcile-unrealized-casts), gpu-module-to-binary{format=isa}";
