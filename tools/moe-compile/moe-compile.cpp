@@ -34,10 +34,12 @@
 #include "mlir/Pass/PassManager.h"
 #include "mlir/Transforms/Passes.h"
 
+#include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/Path.h"
+#include "llvm/Support/SHA256.h"
 #include "llvm/Support/SourceMgr.h"
 #include "llvm/Support/WithColor.h"
 #include "llvm/Support/raw_ostream.h"
@@ -62,6 +64,14 @@ static cl::opt<std::string>
                cl::desc("cpu, cpu:native, cpu:<LLVM CPU name>, cuda or "
                         "cuda:<sm_80|sm_90|sm_90a>"),
                cl::init("cpu"));
+
+static cl::opt<bool> layoutOnly(
+    "layout-only",
+    cl::desc("write everything but weights.safetensors: weights.layout.json "
+             "lists the packed tensors, to be filled with synthetic values "
+             "where the folder runs (bench/gpu/fill_weights.py); for timing "
+             "shapes too large to copy. Needs no checkpoint for a .mlir input"),
+    cl::init(false));
 
 static constexpr const char *kCompilerVersion = "moec 0.1.0";
 
@@ -184,7 +194,7 @@ emitCudaCode(ModuleOp module, ModuleOp host, llvm::StringRef folder,
 }
 
 static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
-                                 const ::moe::Checkpoint &checkpoint,
+                                 const ::moe::Checkpoint *checkpoint,
                                  const Target &choice) {
   const CpuTarget &target = choice.cpu;
   MLIRContext *context = module.getContext();
@@ -233,8 +243,29 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
     llvm::sys::path::append(p, name);
     return std::string(p);
   };
-  FailureOr<std::string> hash =
-      packer.write(path("weights.safetensors"), module.getLoc());
+  FailureOr<std::string> hash = failure();
+  if (checkpoint) {
+    hash = packer.write(path("weights.safetensors"), module.getLoc());
+  } else {
+    // The layout alone; its hash stands for the weights a filler writes.
+    nlohmann::ordered_json layout;
+    nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
+    for (const auto &tensor : packer.getTensors())
+      tensors.push_back(
+          {{"name", tensor->name},
+           {"dtype", std::string(::moe::getSafetensorsName(tensor->dtype))},
+           {"shape", tensor->shape},
+           {"offset", tensor->offset}});
+    layout["tensors"] = tensors;
+    std::string text = layout.dump(1);
+    std::array<uint8_t, 32> digest = llvm::SHA256::hash(
+        llvm::ArrayRef<uint8_t>((const uint8_t *)text.data(), text.size()));
+    hash = llvm::toHex(digest, /*LowerCase=*/true);
+    layout["weights_hash"] = *hash;
+    if (failed(writeFile(path("weights.layout.json"), layout.dump(1) + "\n")))
+      return module.emitError()
+             << "cannot write " << path("weights.layout.json");
+  }
   if (failed(hash))
     return failure();
 
@@ -278,9 +309,12 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
   manifest["model_type"] = modelType ? modelType.str() : "";
   // Where the IR's weight names point: moe-run --check evaluates final.mlir
   // against it.
-  SmallString<256> source(checkpoint.getDirectory());
-  llvm::sys::fs::make_absolute(source);
+  SmallString<256> source(checkpoint ? checkpoint->getDirectory() : "");
+  if (checkpoint)
+    llvm::sys::fs::make_absolute(source);
   manifest["source_checkpoint"] = std::string(source);
+  if (!checkpoint)
+    manifest["synthetic_weights"] = true;
   manifest["target"] = choice.cuda ? "cuda" : "cpu";
   if (choice.cuda)
     manifest["cuda_arch"] = choice.cuda->chip;
@@ -381,16 +415,20 @@ int main(int argc, char **argv) {
     if (checkpointDir.empty())
       checkpointDir = inputPath;
   } else {
-    if (checkpointDir.empty())
+    if (checkpointDir.empty() && !layoutOnly)
       return fail("a .mlir input needs --weights-dir (the checkpoint its "
                   "weights name)");
     module = parseSourceFile<ModuleOp>(inputPath, sourceMgr, &context);
   }
   if (!module)
     return 1;
-  auto checkpoint = ::moe::Checkpoint::open(checkpointDir);
-  if (!checkpoint)
-    return fail(llvm::toString(checkpoint.takeError()));
+  std::unique_ptr<::moe::Checkpoint> checkpoint;
+  if (!layoutOnly) {
+    auto opened = ::moe::Checkpoint::open(checkpointDir);
+    if (!opened)
+      return fail(llvm::toString(opened.takeError()));
+    checkpoint = std::move(*opened);
+  }
 
   // Build beside OUT, then move into place.
   // Absolute, so the temporary folder lands beside OUT (LLVM puts relative
@@ -411,7 +449,7 @@ int main(int argc, char **argv) {
                 ec.message());
   auto cleanUp = [&] { llvm::sys::fs::remove_directories(temporary); };
 
-  if (failed(compileInto(*module, temporary, **checkpoint, target))) {
+  if (failed(compileInto(*module, temporary, checkpoint.get(), target))) {
     cleanUp();
     return 1;
   }

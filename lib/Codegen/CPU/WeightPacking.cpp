@@ -249,7 +249,7 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
   };
   auto forEachExpert = [this, plan, E](const Emit &emit, Part part,
                                        auto body) -> LogicalResult {
-    Materializer source(checkpoint);
+    Materializer source(*checkpoint);
     for (int64_t e = 0; e < E; ++e) {
       FailureOr<ExpertMatrices> m = loadExpert(source, plan, e, part);
       if (failed(m))
@@ -332,7 +332,7 @@ FailureOr<PackedLayer> WeightPacker::planLayer(const LayerPlan &plan) {
     std::vector<int64_t> shape(type.getShape().begin(), type.getShape().end());
     return declare(prefix + name, MOE_DTYPE_F32, shape,
                    [this, value](const Emit &emit) {
-                     Materializer source(checkpoint);
+                     Materializer source(*checkpoint);
                      FailureOr<RefTensor> t = source.get(value, -1);
                      if (failed(t))
                        return failure();
@@ -369,6 +369,9 @@ FailureOr<std::string> WeightPacker::write(llvm::StringRef path,
                                            Location errorLoc) {
   // The hash covers the data, which is written after the header: the header
   // carries a placeholder of the same length, patched once the data is hashed.
+  if (!checkpoint)
+    return emitError(errorLoc) << "no checkpoint to read the weights from",
+           failure();
   const std::string placeholder(64, '0');
   ::moe::SafetensorsWriter writer(path.str());
   for (const auto &tensor : tensors)

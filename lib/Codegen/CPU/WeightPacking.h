@@ -74,13 +74,19 @@ struct PackingOptions {
 
 class WeightPacker {
 public:
-  WeightPacker(const ::moe::Checkpoint &checkpoint, PackingOptions options)
+  /// `checkpoint` may be null to plan the layout only (write() then fails).
+  WeightPacker(const ::moe::Checkpoint *checkpoint, PackingOptions options)
       : checkpoint(checkpoint), options(options) {}
 
   int64_t getPanelWidth() const { return options.panelWidth; }
 
   /// Plans the packed tensors of one layer (nothing is read yet).
   FailureOr<PackedLayer> planLayer(const LayerPlan &plan);
+
+  /// Every planned tensor, in file order (names, dtypes, shapes, offsets).
+  llvm::ArrayRef<std::unique_ptr<PackedTensor>> getTensors() const {
+    return tensors;
+  }
 
   /// Writes every planned tensor to `path` (atomically); returns the lowercase
   /// hex SHA-256 of the data buffer, also recorded in the file's metadata as
@@ -98,7 +104,7 @@ private:
   FailureOr<PackedFfn> planFfn(const std::string &prefix, const FfnPlan &ffn,
                                int64_t hidden);
 
-  const ::moe::Checkpoint &checkpoint;
+  const ::moe::Checkpoint *checkpoint;
   PackingOptions options;
   int64_t padCount = 0;
   uint64_t nextOffset = 0;
