@@ -154,7 +154,8 @@ emitCudaCode(ModuleOp module, ModuleOp host, llvm::StringRef folder,
   Attribute nvvmTarget = getNVVMTargetAttr(context, target);
   for (auto [plan, layer] : llvm::zip(plans, packed)) {
     FailureOr<std::vector<std::string>> names =
-        cuda::emitLayerKernels(*container, host, plan, layer, nvvmTarget);
+        cuda::emitLayerKernels(*container, host, plan, layer, nvvmTarget,
+                               /*hopper=*/target.chip == "sm_90a");
     if (failed(names))
       return failure();
     kernelNames.push_back(*names);

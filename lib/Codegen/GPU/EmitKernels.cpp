@@ -52,6 +52,13 @@ constexpr int64_t kPitchB = kPanel + 8;
 // rows of an expert in chunks of 8.
 constexpr int64_t kDecodeThreads = 256;
 constexpr int64_t kDecodeRows = 8;
+// Hopper (sm_90a) form: one warpgroup computes a 64 x 64 tile with wgmma
+// m64n64k16, fed by TMA loads of 64 x 64 bf16 tiles (128-byte rows, 128-byte
+// swizzle) into a two-stage buffer guarded by mbarriers. Two tensor maps (A
+// rows, B weights) per projection, at most four projections.
+constexpr int64_t kWgmmaK = 64;
+constexpr int64_t kStageBytes = 64 * 64 * 2;
+constexpr int64_t kMaxTensorMaps = 8;
 
 Value i64c(IR &ir, int64_t v) {
   return arith::ConstantIntOp::create(ir.b, ir.b.getI64Type(), v);
@@ -77,6 +84,7 @@ Value minIndex(IR &ir, Value x, Value y) {
 /// 1, T or T*k, at 256-byte aligned offsets.
 struct DeviceScratch {
   enum Buffer {
+    Maps,       // encoded CUtensorMaps, 128 bytes each (sm_90a forms only)
     Meta,       // i32 counts[E+1], offsets[E+1], tileStarts[E+1]
     Logits,     // f32 [T, E]
     Rank,       // i32 [T*k]: a slot's position among its expert's rows, or -1
@@ -103,6 +111,7 @@ struct DeviceScratch {
       : k(plan.topK) {
     int64_t E = plan.numExperts;
     const PackedFfn &f = packed.experts;
+    entries[Maps] = {Rows::One, kMaxTensorMaps * 128};
     entries[Meta] = {Rows::One, 3 * (E + 1) * 4};
     entries[Logits] = {Rows::Tokens, E * 4};
     entries[Rank] = {Rows::Slots, 4};
@@ -223,7 +232,9 @@ public:
       globals.push_back("smem" + std::to_string(i));
       memref::GlobalOp::create(ob, loc, globals.back(),
                                ob.getStringAttr("private"), type, Attribute(),
-                               /*constant=*/false, ob.getI64IntegerAttr(16));
+                               /*constant=*/false,
+                               // 128-byte swizzled TMA tiles need 1024.
+                               ob.getI64IntegerAttr(1024));
     }
     auto ptr = LLVM::LLVMPointerType::get(ctx);
     auto type =
@@ -609,9 +620,8 @@ ProjectionViews viewProjection(KernelContext &kc, const Projection &p) {
 /// Writes output column `c` (0..63 of panel `panel`) of row `row` from the
 /// accumulated value(s): the first projection pairs gate column c with up
 /// column c + 32 when gated, so it is called with c < 32 and both values.
-void storeOutput(IR &ir, const Projection &p, const ProjectionViews &v,
-                 Value e, Value panel, Value row, Value c, Value acc,
-                 Value upAcc) {
+void storeOutput(IR &ir, const Projection &p, const ProjectionViews &v, Value e,
+                 Value panel, Value row, Value c, Value acc, Value upAcc) {
   const PackedFfn &f = *p.ffn;
   Value base = ir.mul(panel, ir.idx(kPanel));
   auto biasAt = [&](Value column) {
@@ -825,6 +835,130 @@ void mmaTile(KernelContext &kc, const Projection &p, const ProjectionViews &v,
   }
 }
 
+/// The same 64 x 64 output tile with Hopper's wgmma: thread 0 issues TMA loads
+/// of the A rows (tensor map `mapA` over the input rows, coordinates (k, row))
+/// and of the weight panel (tensor map `mapB` over w as [(g * panels + panel) *
+/// K + k][64]); the warpgroup multiplies each 64-deep stage from shared memory;
+/// the accumulator goes through shared memory to the epilogue. Rows past the
+/// map's end arrive as zeros, rows of the next group are computed and not
+/// stored.
+void wgmmaTile(KernelContext &kc, const Projection &p, const ProjectionViews &v,
+               GroupRows g, Value tileBegin, Value panel, Value smem,
+               Value mapA, Value mapB) {
+  IR &ir = kc.ir;
+  MLIRContext *ctx = ir.b.getContext();
+  Type bf16 = ir.b.getBF16Type();
+  Attribute workgroup =
+      gpu::AddressSpaceAttr::get(ctx, gpu::AddressSpace::Workgroup);
+  auto tileType =
+      MemRefType::get({64, 64}, bf16, MemRefLayoutAttrInterface(), workgroup);
+  auto accMemType = MemRefType::get({64, 64}, ir.f32(),
+                                    MemRefLayoutAttrInterface(), workgroup);
+  auto mapType = nvgpu::TensorMapDescriptorType::get(
+      ctx, tileType, nvgpu::TensorMapSwizzleKind::SWIZZLE_128B,
+      nvgpu::TensorMapL2PromoKind::L2PROMO_NONE,
+      nvgpu::TensorMapOOBKind::OOB_ZERO,
+      nvgpu::TensorMapInterleaveKind::INTERLEAVE_NONE);
+  auto barrierType = nvgpu::MBarrierGroupType::get(ctx, workgroup, 2);
+  auto descType = nvgpu::WarpgroupMatrixDescriptorType::get(ctx, tileType);
+  auto accType = nvgpu::WarpgroupAccumulatorType::get(
+      ctx, VectorType::get({64, 64}, ir.f32()));
+  Value descA =
+      UnrealizedConversionCastOp::create(ir.b, mapType, mapA).getResult(0);
+  Value descB =
+      UnrealizedConversionCastOp::create(ir.b, mapType, mapB).getResult(0);
+
+  Value tid = kc.threadId();
+  Value leader = ir.cmpi(arith::CmpIPredicate::eq, tid, ir.idx(0));
+  Value barriers = nvgpu::MBarrierCreateOp::create(ir.b, barrierType);
+  ir.ifThen(leader, [&](IR &ir) {
+    for (int64_t stage = 0; stage < 2; ++stage)
+      nvgpu::MBarrierInitOp::create(ir.b, barriers, ir.idx(1), ir.idx(stage),
+                                    Value());
+  });
+  gpu::BarrierOp::create(ir.b);
+
+  int64_t KT = v.K / kWgmmaK;
+  Value bRowBase =
+      ir.mul(ir.add(ir.mul(g.e, ir.idx(v.panels)), panel), ir.idx(v.K));
+  auto view = [&](IR &ir, Value byteOffset, MemRefType type) {
+    return memref::ViewOp::create(ir.b, type, smem, byteOffset, ValueRange{})
+        .getResult();
+  };
+  auto aView = [&](IR &ir, Value stage) {
+    return view(ir, ir.mul(stage, ir.idx(kStageBytes)), tileType);
+  };
+  auto bView = [&](IR &ir, Value stage) {
+    return view(
+        ir, ir.add(ir.idx(2 * kStageBytes), ir.mul(stage, ir.idx(kStageBytes))),
+        tileType);
+  };
+  auto issue = [&](IR &ir, Value stage, Value kt) {
+    Value k0 = ir.mul(kt, ir.idx(kWgmmaK));
+    nvgpu::MBarrierArriveExpectTxOp::create(
+        ir.b, barriers, ir.idx(2 * kStageBytes), stage, Value());
+    nvgpu::TmaAsyncLoadOp::create(ir.b, aView(ir, stage), barriers, descA,
+                                  ValueRange{k0, tileBegin}, stage, Value(),
+                                  Value());
+    nvgpu::TmaAsyncLoadOp::create(ir.b, bView(ir, stage), barriers, descB,
+                                  ValueRange{ir.idx(0), ir.add(bRowBase, k0)},
+                                  stage, Value(), Value());
+  };
+  ir.ifThen(leader, [&](IR &ir) { issue(ir, ir.idx(0), ir.idx(0)); });
+  Value init = nvgpu::WarpgroupMmaInitAccumulatorOp::create(ir.b, accType);
+  Value acc = ir.forLoop(
+      ir.idx(0), ir.idx(KT), ir.idx(1), {init},
+      [&](IR &ir, Value kt, ValueRange acc) {
+        Value stage = arith::RemUIOp::create(ir.b, kt, ir.idx(2));
+        Value next = ir.add(kt, ir.idx(1));
+        Value issueNext = arith::AndIOp::create(
+            ir.b, leader, ir.cmpi(arith::CmpIPredicate::ult, next, ir.idx(KT)));
+        ir.ifThen(issueNext, [&](IR &ir) {
+          issue(ir, arith::RemUIOp::create(ir.b, next, ir.idx(2)), next);
+        });
+        // Stage s is refilled every other step: its phase flips each time.
+        Value parity = ir.cmpi(
+            arith::CmpIPredicate::ne,
+            arith::RemUIOp::create(
+                ir.b, arith::DivUIOp::create(ir.b, kt, ir.idx(2)), ir.idx(2)),
+            ir.idx(0));
+        nvgpu::MBarrierTryWaitParityOp::create(ir.b, barriers, parity,
+                                               ir.idx(10000000), stage);
+        Value a = nvgpu::WarpgroupGenerateDescriptorOp::create(
+            ir.b, descType, aView(ir, stage), descA);
+        Value b = nvgpu::WarpgroupGenerateDescriptorOp::create(
+            ir.b, descType, bView(ir, stage), descB);
+        Value d = nvgpu::WarpgroupMmaOp::create(ir.b, accType, a, b,
+                                                IntegerAttr(), UnitAttr(),
+                                                ir.b.getUnitAttr(), acc[0]);
+        // The stage is refilled next step: every warp's reads must be done.
+        NVVM::WgmmaWaitGroupSyncOp::create(ir.b, ir.b.getLoc(),
+                                           ir.b.getI64IntegerAttr(0));
+        gpu::BarrierOp::create(ir.b);
+        return SmallVector<Value>{d};
+      })[0];
+  // The accumulator through shared memory (over the drained stages).
+  Value accMem = view(ir, ir.idx(0), accMemType);
+  nvgpu::WarpgroupMmaStoreOp::create(ir.b, acc, accMem);
+  gpu::BarrierOp::create(ir.b);
+  bool pairs = p.first && p.ffn->gated;
+  int64_t perRow = pairs ? kPanel / 2 : kPanel;
+  ir.forLoop(
+      tid, ir.idx(64 * perRow), ir.idx(kMmaThreads), {},
+      [&](IR &ir, Value o, ValueRange) {
+        Value r = arith::DivUIOp::create(ir.b, o, ir.idx(perRow));
+        Value c = arith::RemUIOp::create(ir.b, o, ir.idx(perRow));
+        Value row = ir.add(tileBegin, r);
+        ir.ifThen(ir.cmpi(arith::CmpIPredicate::ult, row, g.end), [&](IR &ir) {
+          Value up = pairs ? ir.load(accMem, {r, ir.add(c, ir.idx(kPanel / 2))})
+                           : Value();
+          storeOutput(ir, p, v, g.e, panel, row, c, ir.load(accMem, {r, c}),
+                      up);
+        });
+        return SmallVector<Value>();
+      });
+}
+
 /// experts_up / experts_down / shared_*: prefill, on tensor cores.
 void prefillProjection(KernelContext &kc, const Projection &p,
                        ValueRange smem) {
@@ -832,6 +966,25 @@ void prefillProjection(KernelContext &kc, const Projection &p,
   Value panel = kc.blockId(gpu::Dimension::y);
   forTileOfBlock(kc, p, [&](IR &, GroupRows g, Value tileBegin) {
     mmaTile(kc, p, v, g, tileBegin, panel, smem[0], smem[1]);
+  });
+}
+
+/// The sm_90a form of prefillProjection: its tensor maps are `maps` and
+/// `maps + 1` of the workspace's map region.
+void prefillProjectionWgmma(KernelContext &kc, const Projection &p,
+                            int64_t maps, Value smem) {
+  IR &ir = kc.ir;
+  ProjectionViews v = viewProjection(kc, p);
+  Value panel = kc.blockId(gpu::Dimension::y);
+  auto mapAt = [&](int64_t index) -> Value {
+    Value offset =
+        ir.add(kc.offsets[DeviceScratch::Maps], i64c(ir, index * 128));
+    return LLVM::GEPOp::create(ir.b, kc.workspace.getType(), ir.b.getI8Type(),
+                               kc.workspace, ValueRange{offset});
+  };
+  Value mapA = mapAt(maps), mapB = mapAt(maps + 1);
+  forTileOfBlock(kc, p, [&](IR &, GroupRows g, Value tileBegin) {
+    wgmmaTile(kc, p, v, g, tileBegin, panel, smem, mapA, mapB);
   });
 }
 
@@ -1001,7 +1154,8 @@ cpu::PackingOptions cuda::packingOptions() {
 
 FailureOr<std::vector<std::string>>
 cuda::emitLayerKernels(ModuleOp container, ModuleOp host, const LayerPlan &plan,
-                       const PackedLayer &packed, Attribute target) {
+                       const PackedLayer &packed, Attribute target,
+                       bool hopper) {
   MLIRContext *ctx = container.getContext();
   ctx->loadDialect<arith::ArithDialect, func::FuncDialect, gpu::GPUDialect,
                    LLVM::LLVMDialect, NVVM::NVVMDialect, math::MathDialect,
@@ -1042,18 +1196,30 @@ cuda::emitLayerKernels(ModuleOp container, ModuleOp host, const LayerPlan &plan,
   struct Pair {
     int64_t prefill, decode;
     Projection projection;
+    int64_t maps = -1; // its two tensor maps' index (sm_90a form), or -1
   };
   SmallVector<Pair> projections;
+  auto wgmmaBuffer = SmallVector<MemRefType>{
+      sharedBuffer(ctx, {4 * kStageBytes}, Builder(ctx).getI8Type())};
   auto addProjection = [&](StringRef name, Projection p) {
+    int64_t K = p.first ? p.ffn->hiddenRows : p.ffn->widthPadded;
+    // The wgmma form steps K by 64 and cannot mask half a tile of weights.
+    int64_t maps =
+        hopper && K % kWgmmaK == 0 ? int64_t(projections.size()) * 2 : -1;
     int64_t prefill =
-        kernels.add(name, mmaBuffers, [&](KernelContext &kc, ValueRange smem) {
-          prefillProjection(kc, p, smem);
-        });
+        maps >= 0 ? kernels.add(name, wgmmaBuffer,
+                                [&](KernelContext &kc, ValueRange smem) {
+                                  prefillProjectionWgmma(kc, p, maps, smem[0]);
+                                })
+                  : kernels.add(name, mmaBuffers,
+                                [&](KernelContext &kc, ValueRange smem) {
+                                  prefillProjection(kc, p, smem);
+                                });
     int64_t decode = kernels.add((name + "_decode").str(), decodeBuffer,
                                  [&](KernelContext &kc, ValueRange smem) {
                                    decodeProjection(kc, p, smem[0]);
                                  });
-    projections.push_back({prefill, decode, p});
+    projections.push_back({prefill, decode, p, maps});
   };
   addProjection("experts_up", {&packed.experts, true, false});
   addProjection("experts_down", {&packed.experts, false, false});
@@ -1166,5 +1332,68 @@ cuda::emitLayerKernels(ModuleOp container, ModuleOp host, const LayerPlan &plan,
               });
   }
   func::ReturnOp::create(b, ValueRange{ir.i32(count)});
+
+  // int32_t moe_layer_L_tensor_maps(int64_t tokens, moe_cuda_tensor_map *maps,
+  //                                 int32_t capacity): runtime/FORMAT.md.
+  if (llvm::none_of(projections, [](const Pair &p) { return p.maps >= 0; }))
+    return kernels.names;
+  b.setInsertionPointToEnd(host.getBody());
+  auto mapsFn = func::FuncOp::create(b, entry + "_tensor_maps",
+                                     b.getFunctionType({i64, ptr, i32}, {i32}));
+  b.setInsertionPointToStart(mapsFn.addEntryBlock());
+  T = mapsFn.getArgument(0);
+  Value out = mapsFn.getArgument(1), room = mapsFn.getArgument(2);
+  SmallVector<Value> offsets = scratch.offsets(ir, T).first;
+  Value slots = ir.mul(T, i64c(ir, k));
+  struct Field {
+    int64_t byteOffset;
+    Value value;
+  };
+  int64_t written = 0;
+  auto record = [&](int64_t index, int64_t base, Value offset, int64_t inner,
+                    Value rows) {
+    SmallVector<Field> fields = {
+        {0, ir.i32(base)},
+        {4, ir.i32(2)},
+        {8, offset},
+        {16, i64c(ir, inner)},
+        {24, rows},
+        {32, i64c(ir, 1)},
+        {40, i64c(ir, inner * 2)},
+        {48, i64c(ir, 0)},
+        {56, ir.i32(64)},
+        {60, ir.i32(64)},
+        {64, ir.i32(1)},
+        {68, ir.i32(3)}, // CU_TENSOR_MAP_SWIZZLE_128B
+        {72, ir.add(offsets[DeviceScratch::Maps], i64c(ir, index * 128))}};
+    ir.ifThen(ir.cmpi(arith::CmpIPredicate::slt, ir.i32(written), room),
+              [&](IR &ir) {
+                for (const Field &field : fields) {
+                  Value at = LLVM::GEPOp::create(
+                      ir.b, ptr, ir.b.getI8Type(), out,
+                      ValueRange{i64c(ir, written * 80 + field.byteOffset)});
+                  LLVM::StoreOp::create(ir.b, field.value, at);
+                }
+              });
+    ++written;
+  };
+  using S = DeviceScratch;
+  for (const Pair &pair : projections) {
+    if (pair.maps < 0)
+      continue;
+    const Projection &p = pair.projection;
+    const PackedFfn &f = *p.ffn;
+    int64_t K = p.first ? f.hiddenRows : f.widthPadded;
+    S::Buffer input = p.first ? (p.shared ? S::Xb : S::Permuted)
+                              : (p.shared ? S::SharedH : S::H);
+    // A: the input rows [rows, K] in the workspace.
+    record(pair.maps, 1, offsets[input], K, p.shared ? T : slots);
+    // B: the weight panels as [(g * panels + panel) * K + k][64].
+    const PackedTensor &w = p.first ? *f.w1 : *f.w2;
+    int64_t panels = p.first ? f.panels1 : f.panels2;
+    record(pair.maps + 1, 0, i64c(ir, int64_t(w.offset)), kPanel,
+           i64c(ir, f.numExperts * panels * K));
+  }
+  func::ReturnOp::create(b, ValueRange{ir.i32(written)});
   return kernels.names;
 }

@@ -22,7 +22,8 @@
 //   dispatch_scatter  one block per slot: the token's row, in bf16, at its
 //                     expert's rows (the permutation)
 //   experts_up        grouped x.W1 on tensor cores (mma.sync m16n8k16 bf16,
-//                     f32 accumulation, cp.async double buffering, ldmatrix),
+//                     f32 accumulation, cp.async double buffering, ldmatrix;
+//                     on sm_90a wgmma m64n64k16 fed by TMA and mbarriers),
 //                     bias, row scale and activation in the epilogue -> h bf16
 //   experts_down      grouped h.W2 (+ bias) -> y f32
 //   *_decode          the same two projections for T <= kDecodeTokens: no
@@ -56,11 +57,13 @@ cpu::PackingOptions packingOptions();
 
 /// Adds the layer's kernels to `container` (a module with
 /// gpu.container_module), each in its own gpu.module carrying `target` (an
-/// #nvvm.target), and the layer's host functions to `host`. Returns the kernel
-/// names in the order launch records index them.
+/// #nvvm.target), and the layer's host functions to `host`. `hopper` (sm_90a)
+/// selects the wgmma + TMA form of the prefill projections whose K is a
+/// multiple of 64 (the others keep mma.sync) and adds the layer's tensor-map
+/// query. Returns the kernel names in the order launch records index them.
 FailureOr<std::vector<std::string>>
 emitLayerKernels(ModuleOp container, ModuleOp host, const cpu::LayerPlan &plan,
-                 const cpu::PackedLayer &packed, Attribute target);
+                 const cpu::PackedLayer &packed, Attribute target, bool hopper);
 
 } // namespace mlir::moe::cuda
 
