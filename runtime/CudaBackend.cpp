@@ -77,6 +77,18 @@ moe_status CudaModel::open(const std::string &where, int ordinal,
     return status;
   }
   const Driver &d = *self.driver;
+  // Layers with tensor maps need the driver to encode them; older drivers
+  // lack the call. Refused before anything is acquired.
+  if (!d.cuTensorMapEncodeTiled)
+    for (const CudaLayerSpec &spec : layers)
+      if (spec.tensorMaps)
+        return self.fail(MOE_ERROR_UNSUPPORTED,
+                         "layer " + std::to_string(spec.layer) +
+                             " uses TMA tensor maps (" + spec.entry +
+                             "_tensor_maps), but the CUDA driver " + d.path +
+                             " has no cuTensorMapEncodeTiled (a CUDA 12.0 "
+                             "or newer driver is needed)",
+                         error);
 
   // The folder's architecture, "sm_<major><minor>[a]" (checked by the
   // manifest reader): its cubins run only on that compute capability.
@@ -159,7 +171,10 @@ moe_status CudaModel::open(const std::string &where, int ordinal,
       return self.failCall("cuStreamSynchronize", result,
                            "uploading the weights", error);
   }
+  self.weightsSize = weightBytes;
   self.argModelWeights = self.weights.pointer;
+  self.mapRecords.resize(kTensorMapCapacity);
+  self.mapStaging.resize(kTensorMapCapacity);
   model = std::move(opened);
   return MOE_OK;
 }
@@ -326,6 +341,152 @@ moe_status CudaModel::prepareLaunches(Layer &layer, int64_t tokens,
   return MOE_OK;
 }
 
+moe_status CudaModel::prepareTensorMaps(Layer &layer, int64_t tokens,
+                                        int64_t workspaceBytes,
+                                        std::string &error) {
+  mapCount = 0;
+  const CudaLayerSpec &spec = layer.spec;
+  if (!spec.tensorMaps)
+    return MOE_OK;
+  std::string call = "layer " + std::to_string(spec.layer) + ": " + spec.entry +
+                     "_tensor_maps(" + std::to_string(tokens) + ")";
+  std::fill(mapRecords.begin(), mapRecords.end(), CudaTensorMap{});
+  int32_t count =
+      spec.tensorMaps(tokens, mapRecords.data(), kTensorMapCapacity);
+  if (count < 0)
+    return fail(MOE_ERROR_FORMAT,
+                call + " returned " + std::to_string(count) +
+                    "; a count of tensor maps cannot be negative",
+                error);
+  if (count > kTensorMapCapacity)
+    return fail(MOE_ERROR_FORMAT,
+                call + " asks for " + std::to_string(count) +
+                    " tensor maps; this runtime takes at most " +
+                    std::to_string(kTensorMapCapacity),
+                error);
+
+  using Wide = __int128; // no product of two int64 overflows it
+  for (int32_t i = 0; i < count; ++i) {
+    const CudaTensorMap &map = mapRecords[static_cast<size_t>(i)];
+    std::string which = call + ": tensor map " + std::to_string(i);
+    auto bad = [&](const std::string &why) {
+      return fail(MOE_ERROR_FORMAT, which + " " + why, error);
+    };
+    if (map.base != 0 && map.base != 1)
+      return bad("has base " + std::to_string(map.base) +
+                 "; expected 0 (the weights) or 1 (the workspace)");
+    const char *baseName = map.base == 0 ? "the weights" : "the workspace";
+    int64_t baseBytes =
+        map.base == 0 ? static_cast<int64_t>(weightsSize) : workspaceBytes;
+    which += std::string(" (on ") + baseName + ")";
+    if (map.rank < 2 || map.rank > 3)
+      return bad("has rank " + std::to_string(map.rank) + "; expected 2 or 3");
+    for (int32_t axis = 0; axis < map.rank; ++axis) {
+      std::string at = "[" + std::to_string(axis) + "]";
+      if (map.dims[axis] < 1)
+        return bad("has dims" + at + " = " + std::to_string(map.dims[axis]) +
+                   "; every dimension must be at least 1");
+      if (map.box[axis] < 1 || map.box[axis] > 256)
+        return bad("has box" + at + " = " + std::to_string(map.box[axis]) +
+                   "; a box dimension must be 1 to 256");
+    }
+    int64_t innerBytes = int64_t{map.box[0]} * 2;
+    if (innerBytes % 16 != 0)
+      return bad("has box[0] = " + std::to_string(map.box[0]) + ", " +
+                 std::to_string(innerBytes) +
+                 " bytes of bf16, not a multiple of 16");
+    if (map.swizzle < 0 || map.swizzle > 3)
+      return bad("has swizzle " + std::to_string(map.swizzle) +
+                 "; expected 0 (none), 1 (32B), 2 (64B) or 3 (128B)");
+    if (map.swizzle > 0 && innerBytes > (int64_t{16} << map.swizzle))
+      return bad("has box[0] = " + std::to_string(map.box[0]) + ", " +
+                 std::to_string(innerBytes) + " bytes, wider than its " +
+                 std::to_string(16 << map.swizzle) + "-byte swizzle");
+    if (map.offset < 0 || map.offset % 16 != 0)
+      return bad("has offset " + std::to_string(map.offset) +
+                 "; it must be a non-negative multiple of 16");
+    for (int32_t axis = 0; axis + 1 < map.rank; ++axis)
+      if (map.strides[axis] < 16 || map.strides[axis] % 16 != 0)
+        return bad("has strides[" + std::to_string(axis) +
+                   "] = " + std::to_string(map.strides[axis]) +
+                   "; strides must be positive multiples of 16");
+    // The last byte the map can reach, one past: every index at its largest.
+    Wide end = Wide{map.offset} + Wide{map.dims[0]} * 2;
+    for (int32_t axis = 1; axis < map.rank; ++axis)
+      end += Wide{map.dims[axis] - 1} * Wide{map.strides[axis - 1]};
+    if (end > Wide{baseBytes}) {
+      std::string dimsText = std::to_string(map.dims[0]);
+      for (int32_t axis = 1; axis < map.rank; ++axis)
+        dimsText += "x" + std::to_string(map.dims[axis]);
+      return bad("reaches past the end of " + std::string(baseName) + " (" +
+                 std::to_string(baseBytes) + " bytes" +
+                 (map.base == 1 ? " for this call" : "") + "): dims " +
+                 dimsText + " from offset " + std::to_string(map.offset) +
+                 " end at byte " +
+                 (end > Wide{std::numeric_limits<int64_t>::max()}
+                      ? std::string("beyond 2^63")
+                      : std::to_string(static_cast<int64_t>(end))));
+    }
+    if (map.workspaceOffset < 0 || map.workspaceOffset % 64 != 0)
+      return bad("goes to workspace offset " +
+                 std::to_string(map.workspaceOffset) +
+                 "; it must be a non-negative multiple of 64");
+    if (map.workspaceOffset > workspaceBytes - 128)
+      return bad(
+          "goes to workspace offset " + std::to_string(map.workspaceOffset) +
+          "; its 128 bytes do not fit in the " +
+          std::to_string(workspaceBytes) + " workspace bytes of this call");
+    for (int32_t j = 0; j < i; ++j) {
+      int64_t other = mapRecords[static_cast<size_t>(j)].workspaceOffset;
+      if (map.workspaceOffset < other + 128 &&
+          other < map.workspaceOffset + 128)
+        return bad("goes to workspace offset " +
+                   std::to_string(map.workspaceOffset) +
+                   ", overlapping tensor map " + std::to_string(j) +
+                   " at offset " + std::to_string(other));
+    }
+  }
+
+  for (int32_t i = 0; i < count; ++i) {
+    const CudaTensorMap &map = mapRecords[static_cast<size_t>(i)];
+    std::string which = "layer " + std::to_string(spec.layer) +
+                        ", tensor map " + std::to_string(i) + " of " +
+                        std::to_string(count);
+    if (!driver->cuTensorMapEncodeTiled) // open refused such layers
+      return fail(MOE_ERROR_UNSUPPORTED,
+                  which + ": the driver has no cuTensorMapEncodeTiled", error);
+    cuuint64_t globalDim[3], globalStrides[2];
+    cuuint32_t boxDim[3], elementStrides[3] = {1, 1, 1};
+    for (int32_t axis = 0; axis < map.rank; ++axis) {
+      globalDim[axis] = static_cast<cuuint64_t>(map.dims[axis]);
+      boxDim[axis] = static_cast<cuuint32_t>(map.box[axis]);
+      if (axis + 1 < map.rank)
+        globalStrides[axis] = static_cast<cuuint64_t>(map.strides[axis]);
+    }
+    CUdeviceptr base = map.base == 0 ? weights.pointer : workspace.pointer;
+    void *address = reinterpret_cast<void *>(
+        static_cast<uintptr_t>(base + static_cast<CUdeviceptr>(map.offset)));
+    if (CUresult result = driver->cuTensorMapEncodeTiled(
+            &mapStaging[static_cast<size_t>(i)],
+            CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, static_cast<cuuint32_t>(map.rank),
+            address, globalDim, globalStrides, boxDim, elementStrides,
+            CU_TENSOR_MAP_INTERLEAVE_NONE, map.swizzle,
+            CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE))
+      return failCall("cuTensorMapEncodeTiled", result,
+                      which + ", rank " + std::to_string(map.rank) + " on " +
+                          (map.base == 0 ? "the weights" : "the workspace") +
+                          " at offset " + std::to_string(map.offset) +
+                          ", box " + std::to_string(map.box[0]) + "x" +
+                          std::to_string(map.box[1]) +
+                          (map.rank == 3 ? "x" + std::to_string(map.box[2])
+                                         : std::string()) +
+                          ", swizzle " + std::to_string(map.swizzle),
+                      error);
+  }
+  mapCount = count;
+  return MOE_OK;
+}
+
 CUresult CudaModel::enqueueLaunches(Layer &layer, int64_t tokens,
                                     size_t &failedAt) {
   argTokens = tokens;
@@ -411,6 +572,12 @@ moe_status CudaModel::run(size_t index, const float *hiddenHost, int64_t tokens,
   argWeights = topkWeights.pointer;
   argWorkspace = workspace.pointer;
 
+  // Tensor maps hold this call's buffer addresses; checked and encoded before
+  // anything is queued, so a bad record launches nothing.
+  if (moe_status status =
+          prepareTensorMaps(layer, tokens, workspaceBytes, error))
+    return status;
+
   // Once anything is queued, a failure must still wait for the stream: a
   // queued copy into the caller's buffers must not land after we return.
   bool queued = false;
@@ -427,6 +594,19 @@ moe_status CudaModel::run(size_t index, const float *hiddenHost, int64_t tokens,
     return failQueued("cuMemcpyHtoDAsync", result,
                       named + ": copying the hidden states in");
   queued = true;
+  // The encoded maps go into the workspace ahead of the launches or the
+  // graph, on the same stream: a replayed graph reads this call's maps, not
+  // whatever another layer or token count left in those bytes.
+  for (int32_t i = 0; i < mapCount; ++i) {
+    const CudaTensorMap &map = mapRecords[static_cast<size_t>(i)];
+    if (CUresult result = d.cuMemcpyHtoDAsync(
+            workspace.pointer + static_cast<CUdeviceptr>(map.workspaceOffset),
+            &mapStaging[static_cast<size_t>(i)], sizeof(CUtensorMap), stream))
+      return failQueued("cuMemcpyHtoDAsync", result,
+                        named + ": copying tensor map " + std::to_string(i) +
+                            " to workspace offset " +
+                            std::to_string(map.workspaceOffset));
+  }
 
   std::pair<size_t, int64_t> key(index, tokens);
   auto cached = graphs.end();

@@ -4,8 +4,9 @@
 // library says which kernels to launch with which grids; this class owns
 // everything on the device side (primary context, stream, modules, the
 // weights' device copy, a grow-only pool of per-call buffers, cached CUDA
-// graphs for decode) and runs a layer: copy the hidden states in, launch,
-// copy the results out.
+// graphs for decode) and runs a layer: copy the hidden states in (and the
+// layer's encoded tensor maps into the workspace), launch, copy the results
+// out.
 //
 //===----------------------------------------------------------------------===//
 
@@ -15,6 +16,7 @@
 #include "moe/runtime.h"
 #include "runtime/CudaDriver.h"
 
+#include <cstddef>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -35,9 +37,29 @@ struct CudaLaunch {
 static_assert(sizeof(CudaLaunch) == 8 * sizeof(int32_t),
               "a launch record is eight int32");
 
+/// A tensor map record, as `<entry>_tensor_maps` writes them (FORMAT.md,
+/// "Tensor maps"): a bf16 tile view of the weights or the workspace that the
+/// runtime encodes with cuTensorMapEncodeTiled and copies to the workspace.
+struct CudaTensorMap {
+  int32_t base;            ///< 0: the weights buffer, 1: the workspace
+  int32_t rank;            ///< 2 or 3
+  int64_t offset;          ///< bytes from the base to element 0
+  int64_t dims[3];         ///< elements per dimension, innermost first
+  int64_t strides[2];      ///< bytes between indices of dims 1 and 2
+  int32_t box[3];          ///< elements per dimension of one tile
+  int32_t swizzle;         ///< CUtensorMapSwizzle 0..3
+  int64_t workspaceOffset; ///< where the encoded 128 bytes go
+};
+static_assert(sizeof(CudaTensorMap) == 80 &&
+                  offsetof(CudaTensorMap, box) == 56 &&
+                  offsetof(CudaTensorMap, workspaceOffset) == 72,
+              "a tensor map record is moe_cuda_tensor_map's natural C layout");
+
 using CudaWorkspaceFn = int64_t (*)(int64_t tokens);
 using CudaLaunchesFn = int32_t (*)(int64_t tokens, CudaLaunch *launches,
                                    int32_t capacity);
+using CudaTensorMapsFn = int32_t (*)(int64_t tokens, CudaTensorMap *maps,
+                                     int32_t capacity);
 
 /// One kernel of a layer: its name (manifest "cuda_kernels") and its images in
 /// the host library.
@@ -56,6 +78,8 @@ struct CudaLayerSpec {
   int32_t topK = 0;
   CudaWorkspaceFn workspaceBytes = nullptr;
   CudaLaunchesFn launches = nullptr;
+  /// `<entry>_tensor_maps`; null when the layer has no tensor maps.
+  CudaTensorMapsFn tensorMaps = nullptr;
   std::vector<CudaKernelImage> kernels;
 };
 
@@ -68,6 +92,8 @@ public:
   static constexpr int64_t kMaxGraphTokens = 64;
   /// The most launch records a layer may ask for in one call.
   static constexpr int32_t kLaunchCapacity = 1024;
+  /// The most tensor map records a layer may ask for in one call.
+  static constexpr int32_t kTensorMapCapacity = 64;
 
   /// Opens device `ordinal`, loads every layer's kernels (the cubin when it was
   /// compiled for this device's compute capability, else the PTX) and uploads
@@ -121,6 +147,11 @@ private:
   moe_status ensure(Buffer &buffer, size_t bytes, const char *what,
                     std::string &error);
   moe_status prepareLaunches(Layer &layer, int64_t tokens, std::string &error);
+  /// Asks the layer for its tensor maps at `tokens` rows, checks every record
+  /// against the weights and this call's `workspaceBytes`, and encodes them
+  /// into the staging buffer (nothing is queued yet).
+  moe_status prepareTensorMaps(Layer &layer, int64_t tokens,
+                               int64_t workspaceBytes, std::string &error);
   /// Enqueues the prepared launches on the stream.
   cuda::CUresult enqueueLaunches(Layer &layer, int64_t tokens,
                                  size_t &failedAt);
@@ -141,6 +172,7 @@ private:
   cuda::CUstream stream = nullptr;
   std::vector<Layer> layers;
   Buffer weights;
+  size_t weightsSize = 0; ///< bytes of the weights in `weights`
 
   std::mutex mutex; ///< guards everything below
   Buffer hidden, output, topkIds, topkWeights, workspace;
@@ -151,6 +183,12 @@ private:
   /// The records of the call being run (prepareLaunches).
   std::vector<CudaLaunch> launches;
   int32_t launchCount = 0;
+  /// The tensor map records of the call being run (prepareTensorMaps) and
+  /// their encoded maps: the host side of the copies into the workspace, which
+  /// stays untouched until the call has waited for its stream.
+  std::vector<CudaTensorMap> mapRecords;
+  std::vector<cuda::CUtensorMap> mapStaging;
+  int32_t mapCount = 0;
   /// Kernel parameters of the call being run (FORMAT.md, seven of them).
   cuda::CUdeviceptr argHidden = 0, argOutput = 0, argIds = 0, argWeights = 0,
                     argModelWeights = 0, argWorkspace = 0;

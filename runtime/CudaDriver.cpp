@@ -64,12 +64,17 @@ struct LibraryHandle {
 /// Resolves every entry point of `driver` from `library`.
 moe_status resolve(void *library, Driver &driver, std::string &error) {
   bool ok = true;
-  auto bind = [&](auto &function, const char *symbol) {
+  // An optional entry point that is missing stays null.
+  auto bind = [&](auto &function, const char *symbol, bool optional = false) {
     if (!ok)
       return;
     ::dlerror();
     void *address = ::dlsym(library, symbol);
     const char *why = ::dlerror();
+    if ((!address || why) && optional) {
+      function = nullptr;
+      return;
+    }
     if (!address || why) {
       error = "the CUDA driver " + driver.path + " has no symbol '" + symbol +
               "'" + (why ? std::string(": ") + why : std::string()) +
@@ -111,6 +116,10 @@ moe_status resolve(void *library, Driver &driver, std::string &error) {
   bind(driver.cuGraphLaunch, "cuGraphLaunch");
   bind(driver.cuGraphExecDestroy, "cuGraphExecDestroy");
   bind(driver.cuGraphDestroy, "cuGraphDestroy");
+  // Tensor maps came with CUDA 12.0 (Hopper); a layer that needs them is
+  // refused when its model opens on a driver without them.
+  bind(driver.cuTensorMapEncodeTiled, "cuTensorMapEncodeTiled",
+       /*optional=*/true);
   return ok ? MOE_OK : MOE_ERROR_UNSUPPORTED;
 }
 

@@ -16,6 +16,7 @@
 #include "moe/runtime.h"
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 
 namespace moe::runtime::cuda {
@@ -33,6 +34,16 @@ using CUfunction = struct CUfunc_st *;
 using CUstream = struct CUstream_st *;
 using CUgraph = struct CUgraph_st *;
 using CUgraphExec = struct CUgraphExec_st *;
+// cuda.h: typedef uint32_t cuuint32_t; typedef uint64_t cuuint64_t.
+using cuuint32_t = uint32_t;
+using cuuint64_t = uint64_t;
+
+/// cuda.h's CUtensorMap: 128 opaque bytes that the driver encodes. cuda.h
+/// aligns the struct to 128 bytes; cuTensorMapEncodeTiled needs 64.
+struct alignas(64) CUtensorMap {
+  cuuint64_t opaque[16];
+};
+static_assert(sizeof(CUtensorMap) == 128, "a CUtensorMap is 128 bytes");
 
 // The values of cuda.h's enumerators the runtime uses.
 constexpr CUresult CUDA_SUCCESS = 0;
@@ -59,9 +70,16 @@ constexpr int CU_JIT_ERROR_LOG_BUFFER = 5;
 constexpr int CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6;
 constexpr unsigned CU_STREAM_NON_BLOCKING = 0x1;
 constexpr int CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
+// CUtensorMapDataType, CUtensorMapInterleave, CUtensorMapL2promotion and
+// CUtensorMapFloatOOBfill (enums of int size); CUtensorMapSwizzle's values
+// 0..3 (none, 32B, 64B, 128B) are the records' `swizzle` field as is.
+constexpr int CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 = 9;
+constexpr int CU_TENSOR_MAP_INTERLEAVE_NONE = 0;
+constexpr int CU_TENSOR_MAP_L2_PROMOTION_NONE = 0;
+constexpr int CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE = 0;
 
 /// The driver's entry points, resolved from the loaded library. Every member
-/// is non-null once loadDriver succeeded.
+/// is non-null once loadDriver succeeded, except the optional ones marked so.
 struct Driver {
   std::string path; ///< what was passed to dlopen, for messages
 
@@ -105,6 +123,16 @@ struct Driver {
   CUresult (*cuGraphLaunch)(CUgraphExec exec, CUstream stream);
   CUresult (*cuGraphExecDestroy)(CUgraphExec exec);
   CUresult (*cuGraphDestroy)(CUgraph graph);
+  /// Optional (CUDA 12.0 and newer drivers): null when the driver lacks it.
+  /// Only folders whose layers export tensor maps need it.
+  CUresult (*cuTensorMapEncodeTiled)(CUtensorMap *tensorMap, int dataType,
+                                     cuuint32_t rank, void *globalAddress,
+                                     const cuuint64_t *globalDim,
+                                     const cuuint64_t *globalStrides,
+                                     const cuuint32_t *boxDim,
+                                     const cuuint32_t *elementStrides,
+                                     int interleave, int swizzle,
+                                     int l2Promotion, int oobFill) = nullptr;
 
   /// "`call` failed: CUDA_ERROR_X (the driver's description)", for `result`.
   std::string describe(const char *call, CUresult result) const;

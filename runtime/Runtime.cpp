@@ -61,6 +61,8 @@ using EntryFn = void (*)(const float *hidden, int64_t tokens, float *output,
 using WorkspaceFn = int64_t (*)(int64_t tokens);
 constexpr const char *kWorkspaceSuffix = "_workspace_bytes";
 constexpr const char *kLaunchesSuffix = "_launches";
+/// Optional: only layers whose kernels use TMA tensor maps export it.
+constexpr const char *kTensorMapsSuffix = "_tensor_maps";
 
 /// The calling thread's workspace: it only grows, so a thread that runs layers
 /// repeatedly reuses the same pages instead of faulting in fresh ones per call.
@@ -750,6 +752,12 @@ moe_status moe_model::openCuda(const std::string &libraryPath,
                                    "the launch table of " + named, address))
       return status;
     spec.launches = reinterpret_cast<moe::runtime::CudaLaunchesFn>(address);
+    // Absent means no tensor maps.
+    ::dlerror();
+    address = ::dlsym(library, (layer.entry + kTensorMapsSuffix).c_str());
+    if (::dlerror())
+      address = nullptr;
+    spec.tensorMaps = reinterpret_cast<moe::runtime::CudaTensorMapsFn>(address);
     for (size_t i = 0; i < layer.cudaKernels.size(); ++i) {
       moe::runtime::CudaKernelImage image;
       image.name = layer.cudaKernels[i];

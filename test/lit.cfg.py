@@ -38,6 +38,9 @@ config.substitutions.append(("%fake_model", os.path.join(runtime_bin, "libfake_m
 config.substitutions.append(("%cuda_runtime_test", os.path.join(runtime_bin, "cuda_runtime_test")))
 config.substitutions.append(("%fake_cuda_model", os.path.join(runtime_bin, "libfake_cuda_model.so")))
 config.substitutions.append(("%fake_cuda_driver_dir", os.path.join(runtime_bin, "fake_cuda")))
+# The same fake without cuTensorMapEncodeTiled (a driver older than CUDA 12.0).
+config.substitutions.append(("%fake_cuda_driver_old",
+                             os.path.join(runtime_bin, "fake_cuda_old", "libcuda.so.1")))
 config.substitutions.append(("%fake_cuda_driver",
                              os.path.join(runtime_bin, "fake_cuda", "libcuda.so.1")))
 

@@ -4,6 +4,7 @@
  * fixture fake_cuda_model.c.
  *
  * Usage: cuda_runtime_test FAKE_CUDA_DRIVER FAKE_CUDA_MODEL_SO FAKE_MODEL_SO
+ *                          FAKE_CUDA_DRIVER_OLD
  *        cuda_runtime_test --write-folder DIR FAKE_CUDA_MODEL_SO
  *
  * The first form writes cuda folders (manifest.json, the weights of
@@ -37,7 +38,9 @@
  * Setup
  *===----------------------------------------------------------------------===*/
 
-static const char *fake_driver;  /* argv[1]: the fake libcuda.so.1 */
+static const char *fake_driver; /* argv[1]: the fake libcuda.so.1 */
+/* argv[4]: the fake built without cuTensorMapEncodeTiled */
+static const char *fake_driver_old;
 static const char *fake_cuda_so; /* argv[2]: the cuda folder's host library */
 static const char *fake_cpu_so;  /* argv[3]: a cpu folder's library */
 static char root[4096];
@@ -47,9 +50,10 @@ static char good_hash_json[80];
 static int (*fake_live)(char *out, size_t size);
 
 static const char *kFakeVariables[] = {
-    "MOE_FAKE_CUDA_NO_DEVICE", "MOE_FAKE_CUDA_DEVICES",
-    "MOE_FAKE_CUDA_CC",        "MOE_FAKE_CUDA_FAIL",
-    "MOE_FAKE_CUDA_FAIL_CODE", "MOE_FAKE_CUDA_MODEL_BAD"};
+    "MOE_FAKE_CUDA_NO_DEVICE",  "MOE_FAKE_CUDA_DEVICES",
+    "MOE_FAKE_CUDA_CC",         "MOE_FAKE_CUDA_FAIL",
+    "MOE_FAKE_CUDA_FAIL_CODE",  "MOE_FAKE_CUDA_MODEL_BAD",
+    "MOE_FAKE_CUDA_FAIL_BYTES", "MOE_FAKE_CUDA_TENSOR_MAPS"};
 
 /* The default environment: the fake driver, logging, no failures. */
 static void reset_env(void) {
@@ -128,6 +132,7 @@ static void expect_released(const char *name) {
 
 static const char *kKernelsA[] = FAKE_CUDA_A_KERNEL_NAMES;
 static const char *kKernelsB[] = FAKE_CUDA_B_KERNEL_NAMES;
+static const char *kKernelsC[] = FAKE_CUDA_C_KERNEL_NAMES;
 
 static char good_cuda_layers[1024];
 static char good_cpu_layers[512];
@@ -252,11 +257,15 @@ typedef struct {
   int32_t layer;
   int64_t hidden;
   int32_t top_k;
-  int is_b;
+  int which; /* FAKE_CUDA_LAYER_A, _B or _C */
 } layer_desc;
 
-static const layer_desc kA = {FAKE_A_LAYER, FAKE_A_HIDDEN, FAKE_A_TOPK, 0};
-static const layer_desc kB = {FAKE_B_LAYER, FAKE_B_HIDDEN, FAKE_B_TOPK, 1};
+static const layer_desc kA = {FAKE_A_LAYER, FAKE_A_HIDDEN, FAKE_A_TOPK,
+                              FAKE_CUDA_LAYER_A};
+static const layer_desc kB = {FAKE_B_LAYER, FAKE_B_HIDDEN, FAKE_B_TOPK,
+                              FAKE_CUDA_LAYER_B};
+static const layer_desc kC = {FAKE_C_LAYER, FAKE_C_HIDDEN, FAKE_C_TOPK,
+                              FAKE_CUDA_LAYER_C};
 
 static float hidden_value(int64_t index, int seed) {
   return (float)((index + seed) % 17) * 0.25f - 2.0f; /* exact in bf16 */
@@ -364,10 +373,12 @@ static void expect_run_failure(const char *name, moe_model *model,
 static void expected_launch(const layer_desc *layer, int64_t tokens, int index,
                             char *out, size_t size) {
   fake_cuda_launch table[3];
-  fake_cuda_table(layer->is_b, tokens, table);
+  fake_cuda_table(layer->which, tokens, table);
   const fake_cuda_launch *r = &table[index];
-  const char *kernel =
-      layer->is_b ? kKernelsB[r->kernel] : kKernelsA[r->kernel];
+  const char *kernel = layer->which == FAKE_CUDA_LAYER_C ? kKernelsC[r->kernel]
+                       : layer->which == FAKE_CUDA_LAYER_B
+                           ? kKernelsB[r->kernel]
+                           : kKernelsA[r->kernel];
   snprintf(out, size, "%s grid=%d,%d,%d block=%d,%d,%d smem=%d", kernel,
            r->grid[0], r->grid[1], r->grid[2], r->block[0], r->block[1],
            r->block[2], r->shared_bytes);
@@ -379,10 +390,10 @@ static void expect_launch_lines(const char *name, const char *log,
                                 const char *prefix, const layer_desc *layer,
                                 int64_t tokens, int repeats) {
   fake_cuda_launch table[3];
-  int count = fake_cuda_table(layer->is_b, tokens, table) * repeats;
+  int count = fake_cuda_table(layer->which, tokens, table) * repeats;
   int found = count_lines(log, prefix);
   int ok = found == count;
-  char want[256] = "", got[300] = "", line[300];
+  char want[320] = "", got[300] = "", line[300];
   for (int i = 0; ok && i < count; ++i) {
     char expected[256];
     expected_launch(layer, tokens, i % (count / repeats), expected,
@@ -1025,6 +1036,385 @@ static void test_run(void) {
 }
 
 /*===----------------------------------------------------------------------===*
+ * Tensor maps
+ *===----------------------------------------------------------------------===*/
+
+static char maps_layers[1024]; /* layers A and C (prepare_json) */
+
+/* A sm_90a folder whose layer 5 exports tensor maps, next to layer 1. */
+static void make_maps_folder(char *out, size_t size, const char *name) {
+  cuda_manifest m = default_cuda_manifest();
+  m.cuda_arch = "\"sm_90a\"";
+  m.layers = maps_layers;
+  make_folder_with(out, size, name, &m, fake_cuda_so);
+}
+
+/* The index among all lines of `log` of the `nth` line starting with
+ * `prefix`; -1 if there is none. */
+static int line_index(const char *log, const char *prefix, int nth) {
+  size_t length = strlen(prefix);
+  int index = 0;
+  for (const char *line = log; *line; ++index) {
+    if (strncmp(line, prefix, length) == 0 && nth-- == 0)
+      return index;
+    const char *end = strchr(line, '\n');
+    if (!end)
+      break;
+    line = end + 1;
+  }
+  return -1;
+}
+
+/* The start of the line the fake logs when it encodes layer C's map `index`
+ * for `tokens` rows: everything but the size of the workspace allocation
+ * (the weights' 16 bytes take 256, the runtime's unit of allocation). */
+static void expected_encode(int64_t tokens, int index, char *out, size_t size) {
+  fake_cuda_tensor_map maps[FAKE_C_MAPS];
+  fake_cuda_tensor_maps(tokens, maps);
+  const fake_cuda_tensor_map *m = &maps[index];
+  int n = snprintf(out, size, "tensor map encode rank=%d dims=", m->rank);
+  for (int d = 0; d < m->rank; ++d)
+    n += snprintf(out + n, size - (size_t)n, "%s%lld", d ? "," : "",
+                  (long long)m->dims[d]);
+  n += snprintf(out + n, size - (size_t)n, " strides=");
+  for (int d = 0; d + 1 < m->rank; ++d)
+    n += snprintf(out + n, size - (size_t)n, "%s%lld", d ? "," : "",
+                  (long long)m->strides[d]);
+  n += snprintf(out + n, size - (size_t)n, " box=");
+  for (int d = 0; d < m->rank; ++d)
+    n += snprintf(out + n, size - (size_t)n, "%s%d", d ? "," : "",
+                  (int)m->box[d]);
+  n += snprintf(out + n, size - (size_t)n, " swizzle=%d type=9 at=+%lld/%s",
+                (int)m->swizzle, (long long)m->offset,
+                m->base == 0 ? "256" : "");
+}
+
+/* Tells the fake kernels where layer C's maps are for `tokens` rows. */
+static void set_map_slots(int64_t tokens) {
+  fake_cuda_tensor_map maps[FAKE_C_MAPS];
+  fake_cuda_tensor_maps(tokens, maps);
+  char slots[64];
+  snprintf(slots, sizeof(slots), "%lld,%lld",
+           (long long)maps[0].workspace_offset,
+           (long long)maps[1].workspace_offset);
+  setenv("MOE_FAKE_CUDA_TENSOR_MAPS", slots, 1);
+}
+
+/* After a failed call: the log shows nothing launched, no map copied and,
+ * unless the failure came later (`late`), nothing encoded or copied at all. */
+static void expect_nothing_queued(const char *name, int late) {
+  char *log = read_log();
+  check(count_lines(log, "launch ") == 0 && count_lines(log, "graph") == 0 &&
+            count_lines(log, "htod 128") == 0 &&
+            (late || (count_lines(log, "tensor map encode") == 0 &&
+                      count_lines(log, "htod") == 0)),
+        name, "log:\n%s", log);
+  free(log);
+}
+
+static void test_tensor_maps(void) {
+  char folder[4096], plain[4096], name[160];
+  make_maps_folder(folder, sizeof(folder), "tensor-maps");
+  reset_env();
+  setenv("MOE_FAKE_CUDA_CC", "90", 1);
+  void *handle = dlopen(fake_driver, RTLD_NOW | RTLD_LOCAL);
+  void (*clobber)(void) = NULL;
+  if (handle)
+    *(void **)&clobber = dlsym(handle, "fake_cuda_clobber");
+  check(clobber != NULL, "the fake driver's fake_cuda_clobber", "%s",
+        dlerror());
+  moe_model *model =
+      open_ok("open a folder with tensor maps", folder, "cuda:0");
+  if (!model || !clobber) {
+    moe_model_close(model);
+    return;
+  }
+
+  /* A large call: both maps encoded for this call's buffers and copied into
+   * the workspace before the launches, which check them (the fake kernels
+   * read the maps at MOE_FAKE_CUDA_TENSOR_MAPS). */
+  clear_log();
+  set_map_slots(100);
+  run_ok("tensor maps: layer 5, 100 tokens", model, &kC, MOE_DTYPE_F32, 100, 1,
+         1);
+  char *log = read_log();
+  expect_launch_lines("tensor maps: 100 tokens launch the library's kernels",
+                      log, "launch ", &kC, 100, 1);
+  char want0[256], want1[256], line0[512], line1[512];
+  expected_encode(100, 0, want0, sizeof(want0));
+  expected_encode(100, 1, want1, sizeof(want1));
+  nth_line(log, "tensor map encode", 0, line0, sizeof(line0));
+  nth_line(log, "tensor map encode", 1, line1, sizeof(line1));
+  check(count_lines(log, "tensor map encode") == 2 &&
+            strncmp(line0, want0, strlen(want0)) == 0 &&
+            strncmp(line1, want1, strlen(want1)) == 0,
+        "tensor maps: map 0 on the weights, map 1 on the workspace, as the "
+        "records say",
+        "expected '%s' and '%s...'; log:\n%s", want0, want1, log);
+  check(count_lines(log, "htod 128") == 2 &&
+            line_index(log, "tensor map encode", 1) <
+                line_index(log, "htod 128", 0) &&
+            line_index(log, "htod 128", 1) < line_index(log, "launch ", 0) &&
+            count_lines(log, "bad") == 0,
+        "tensor maps: encoded, then copied, then the launches", "log:\n%s",
+        log);
+  free(log);
+
+  /* Decode: the graph captures the launches only; every call encodes and
+   * copies the maps again before replaying it. The fake driver clobbers
+   * device memory before each call (as other layers' kernels would), so a
+   * replay without fresh maps fails in the fake kernels. */
+  clear_log();
+  int all = 1;
+  for (int i = 0; i < 3; ++i) {
+    clobber();
+    set_map_slots(3);
+    all &= run_ok("tensor maps: decode, 3 tokens, after a clobber", model, &kC,
+                  MOE_DTYPE_F32, 3, 1, 1);
+  }
+  log = read_log();
+  int ordered = 1;
+  for (int i = 0; i < 3; ++i) {
+    int copied = line_index(log, "htod 128", 2 * i + 1);
+    ordered &= line_index(log, "clobber", i) <
+                   line_index(log, "tensor map encode", 2 * i) &&
+               copied >= 0 && copied < line_index(log, "graph launch", i);
+  }
+  check(all && ordered && count_lines(log, "tensor map encode") == 6 &&
+            count_lines(log, "htod 128") == 6 &&
+            count_lines(log, "graph capture begin") == 1 &&
+            count_lines(log, "graph launch 2") == 3 &&
+            count_lines(log, "launch ") == 0 && count_lines(log, "bad") == 0,
+        "tensor maps: re-encoded and copied before every graph replay",
+        "log:\n%s", log);
+  free(log);
+
+  /* Map 1's slot depends on the token count: 128 for 4 tokens, 256 for 3. */
+  clobber();
+  set_map_slots(4);
+  run_ok("tensor maps: 4 tokens (map 1 at workspace offset 128)", model, &kC,
+         MOE_DTYPE_BF16, 4, 1, 1);
+  clobber();
+  set_map_slots(3);
+  run_ok("tensor maps: 3 tokens again (map 1 at 256), replayed", model, &kC,
+         MOE_DTYPE_F32, 3, 0, 1);
+  /* The fake kernels' check has teeth: told to find a map where 3 tokens
+   * have none, the replay fails. */
+  clobber();
+  setenv("MOE_FAKE_CUDA_TENSOR_MAPS", "0,128", 1);
+  clear_log();
+  expect_run_failure("tensor maps: a kernel finds no map at a stale slot",
+                     model, &kC, 3, MOE_ERROR_DEVICE, "cuGraphLaunch failed",
+                     "layer 5, 3 tokens");
+  log = read_log();
+  check(count_lines(log, "bad launch") == 1 &&
+            contains(log, "workspace+128 is not an encoded tensor map"),
+        "tensor maps: the fake kernel names the stale slot", "log:\n%s", log);
+  free(log);
+
+  /* Layer 1 of the same folder has no maps. */
+  unsetenv("MOE_FAKE_CUDA_TENSOR_MAPS");
+  clear_log();
+  run_ok("tensor maps: layer 1 of the folder", model, &kA, MOE_DTYPE_F32, 3, 1,
+         1);
+  run_ok("tensor maps: layer 1 of the folder, 100 tokens", model, &kA,
+         MOE_DTYPE_F32, 100, 1, 1);
+  log = read_log();
+  check(count_lines(log, "tensor map encode") == 0 &&
+            count_lines(log, "htod 128") == 0,
+        "tensor maps: a layer without the symbol encodes nothing", "log:\n%s",
+        log);
+  free(log);
+
+  /* Records that break the contract: refused before anything is queued. */
+  struct {
+    const char *bad, *needle;
+  } records[] = {
+      {"map_negative", "returned -1; a count of tensor maps cannot be "
+                       "negative"},
+      {"map_count", "asks for 65 tensor maps; this runtime takes at most 64"},
+      {"map_base", "tensor map 1 has base 2; expected 0 (the weights) or 1 "
+                   "(the workspace)"},
+      {"map_rank", "tensor map 0 (on the weights) has rank 4; expected 2 or 3"},
+      {"map_dims", "tensor map 1 (on the workspace) has dims[1] = 0; every "
+                   "dimension must be at least 1"},
+      {"map_box", "has box[2] = 257; a box dimension must be 1 to 256"},
+      {"map_box_bytes", "tensor map 0 (on the weights) has box[0] = 4, 8 bytes "
+                        "of bf16, not a multiple of 16"},
+      {"map_swizzle", "has swizzle 4; expected 0 (none), 1 (32B), 2 (64B) or 3 "
+                      "(128B)"},
+      {"map_swizzle_span", "tensor map 1 (on the workspace) has box[0] = 32, "
+                           "64 bytes, wider than its 32-byte swizzle"},
+      {"map_offset",
+       "has offset 392; it must be a non-negative multiple of 16"},
+      {"map_stride", "has strides[1] = 40; strides must be positive multiples "
+                     "of 16"},
+      {"map_weights_end", "tensor map 0 (on the weights) reaches past the end "
+                          "of the weights (16 bytes): dims 8x2 from offset 0 "
+                          "end at byte 32"},
+      {"map_workspace_end", "tensor map 1 (on the workspace) reaches past the "
+                            "end of the workspace ("},
+      {"map_slot", "goes to workspace offset 160; it must be a non-negative "
+                   "multiple of 64"},
+      {"map_slot_end", "workspace bytes of this call"},
+      {"map_slot_overlap", "tensor map 1 (on the workspace) goes to workspace "
+                           "offset 64, overlapping tensor map 0 at offset 0"},
+  };
+  for (size_t i = 0; i < sizeof(records) / sizeof(records[0]); ++i) {
+    for (int decode = 0; decode < 2; ++decode) {
+      int64_t tokens = decode ? 21 : 100;
+      char prefix[96];
+      snprintf(prefix, sizeof(prefix), "layer 5: moe_layer_5_tensor_maps(%lld)",
+               (long long)tokens);
+      setenv("MOE_FAKE_CUDA_MODEL_BAD", records[i].bad, 1);
+      set_map_slots(tokens);
+      clear_log();
+      snprintf(name, sizeof(name), "tensor maps: %s (%lld tokens)",
+               records[i].bad, (long long)tokens);
+      expect_run_failure(name, model, &kC, tokens, MOE_ERROR_FORMAT,
+                         records[i].needle, prefix);
+      snprintf(name, sizeof(name),
+               "tensor maps: %s (%lld tokens): nothing queued", records[i].bad,
+               (long long)tokens);
+      expect_nothing_queued(name, 0);
+      unsetenv("MOE_FAKE_CUDA_MODEL_BAD");
+    }
+  }
+  set_map_slots(21);
+  run_ok("tensor maps: runs again after bad records", model, &kC, MOE_DTYPE_F32,
+         21, 1, 1);
+
+  /* The driver refuses to encode. */
+  setenv("MOE_FAKE_CUDA_FAIL", "cuTensorMapEncodeTiled", 1);
+  for (int decode = 0; decode < 2; ++decode) {
+    int64_t tokens = decode ? 3 : 100;
+    set_map_slots(tokens);
+    clear_log();
+    snprintf(name, sizeof(name), "tensor maps: a failing encode (%lld tokens)",
+             (long long)tokens);
+    expect_run_failure(name, model, &kC, tokens, MOE_ERROR_DEVICE,
+                       "cuTensorMapEncodeTiled failed: "
+                       "CUDA_ERROR_INVALID_VALUE (invalid argument)",
+                       "(layer 5, tensor map 0 of 2, rank 2 on the weights at "
+                       "offset 0, box 8x1, swizzle 0)");
+    snprintf(name, sizeof(name),
+             "tensor maps: a failing encode (%lld tokens): nothing queued",
+             (long long)tokens);
+    expect_nothing_queued(name, 0);
+  }
+  unsetenv("MOE_FAKE_CUDA_FAIL");
+
+  /* A map's copy fails (the hidden states' copy went first). */
+  setenv("MOE_FAKE_CUDA_FAIL", "cuMemcpyHtoDAsync_v2", 1);
+  setenv("MOE_FAKE_CUDA_FAIL_BYTES", "128", 1);
+  set_map_slots(3);
+  clear_log();
+  expect_run_failure("tensor maps: a failing copy", model, &kC, 3,
+                     MOE_ERROR_DEVICE, "cuMemcpyHtoDAsync failed",
+                     "layer 5: copying tensor map 0 to workspace offset 0");
+  expect_nothing_queued("tensor maps: a failing copy: nothing launched", 1);
+  unsetenv("MOE_FAKE_CUDA_FAIL");
+  unsetenv("MOE_FAKE_CUDA_FAIL_BYTES");
+  clobber();
+  run_ok("tensor maps: runs again after failures", model, &kC, MOE_DTYPE_F32, 3,
+         1, 1);
+  close_and_check("tensor maps", model);
+
+  /* The fake's own checks, which the runtime never trips: arguments cuda.h
+   * rules out are refused and logged. */
+  typedef int (*encode_fn)(void *, int, uint32_t, void *, const uint64_t *,
+                           const uint64_t *, const uint32_t *, const uint32_t *,
+                           int, int, int, int);
+  encode_fn encode = NULL;
+  if (handle)
+    *(void **)&encode = dlsym(handle, "cuTensorMapEncodeTiled");
+  if (check(encode != NULL, "the fake driver's cuTensorMapEncodeTiled", "%s",
+            dlerror())) {
+    static _Alignas(64) uint8_t map[128 + 64];
+    static _Alignas(16) uint8_t data[256];
+    uint64_t dims[2] = {8, 4}, strides[1] = {16}, wide[2] = {64, 4};
+    uint32_t box[2] = {8, 4}, big_box[2] = {257, 4}, inner[2] = {64, 4},
+             ones[2] = {1, 1};
+    struct {
+      const char *name, *why;
+      void *map, *address;
+      uint32_t rank;
+      const uint64_t *dims;
+      const uint32_t *box;
+      int swizzle;
+    } calls[] = {
+        {"unaligned map", "tensorMap is not 64-byte aligned", map + 32, data, 2,
+         dims, box, 0},
+        {"unaligned address", "globalAddress is not aligned", map, data + 8, 2,
+         dims, box, 0},
+        {"rank 6", "rank is not 1 to 5", map, data, 6, dims, box, 0},
+        {"box 257", "boxDim is not 1 to 256", map, data, 2, dims, big_box, 0},
+        {"swizzle span", "exceeds the swizzle span", map, data, 2, wide, inner,
+         1},
+        {"host memory", "not inside one live allocation", map, data, 2, dims,
+         box, 0},
+    };
+    for (size_t i = 0; i < sizeof(calls) / sizeof(calls[0]); ++i) {
+      clear_log();
+      int result = encode(calls[i].map, 9, calls[i].rank, calls[i].address,
+                          calls[i].dims, strides, calls[i].box, ones, 0,
+                          calls[i].swizzle, 0, 0);
+      log = read_log();
+      snprintf(name, sizeof(name), "the fake refuses to encode: %s",
+               calls[i].name);
+      check(result == 1 && count_lines(log, "bad tensor map encode") == 1 &&
+                contains(log, calls[i].why),
+            name, "result %d; log:\n%s", result, log);
+      free(log);
+    }
+  }
+  if (handle)
+    dlclose(handle);
+
+  /* A driver older than CUDA 12.0 has no cuTensorMapEncodeTiled: a folder
+   * with tensor maps is refused when it opens, one without still runs. */
+  reset_env();
+  int (*saved_live)(char *, size_t) = fake_live;
+  void *old = dlopen(fake_driver_old, RTLD_NOW | RTLD_LOCAL);
+  fake_live = NULL;
+  if (old)
+    *(void **)&fake_live = dlsym(old, "fake_cuda_live");
+  check(old && fake_live && !dlsym(old, "cuTensorMapEncodeTiled"),
+        "the old fake driver lacks cuTensorMapEncodeTiled", "%s",
+        old ? "it has it" : dlerror());
+  if (fake_live) {
+    setenv("MOE_CUDA_DRIVER", fake_driver_old, 1);
+    clear_log();
+    expect_open_failure("old driver: a folder with tensor maps is "
+                        "unsupported",
+                        folder, "cuda:0", MOE_ERROR_UNSUPPORTED,
+                        "layer 5 uses TMA tensor maps (moe_layer_5_tensor_maps)"
+                        ", but the CUDA driver ",
+                        "has no cuTensorMapEncodeTiled (a CUDA 12.0 or newer "
+                        "driver is needed)");
+    log = read_log();
+    check(count_lines(log, "context retain") == 0 &&
+              count_lines(log, "module load") == 0,
+          "old driver: refused before the device is touched", "log:\n%s", log);
+    free(log);
+    make_cuda_folder(plain, sizeof(plain), "old-driver-plain");
+    model = open_ok("old driver: a folder without tensor maps opens", plain,
+                    "cuda:0");
+    if (model) {
+      run_ok("old driver: layer 1, 100 tokens", model, &kA, MOE_DTYPE_F32, 100,
+             1, 1);
+      run_ok("old driver: layer 1, 3 tokens (graph)", model, &kA, MOE_DTYPE_F32,
+             3, 1, 1);
+      run_ok("old driver: layer 3, 5 tokens", model, &kB, MOE_DTYPE_F32, 5, 1,
+             1);
+      close_and_check("old driver", model);
+    }
+  }
+  fake_live = saved_live;
+  reset_env();
+}
+
+/*===----------------------------------------------------------------------===*
  * Threads
  *===----------------------------------------------------------------------===*/
 
@@ -1110,6 +1500,17 @@ static void prepare_json(void) {
            FAKE_A_LAYER, FAKE_A_ENTRY, FAKE_A_HIDDEN, FAKE_A_EXPERTS,
            FAKE_A_TOPK, FAKE_B_LAYER, FAKE_B_ENTRY, FAKE_B_HIDDEN,
            FAKE_B_EXPERTS, FAKE_B_TOPK);
+  static const char *kernels_c[] = FAKE_CUDA_C_KERNEL_NAMES;
+  snprintf(maps_layers, sizeof(maps_layers),
+           "[{\"layer\": %d, \"entry\": \"%s\", \"hidden_size\": %d, "
+           "\"num_experts\": %d, \"top_k\": %d, \"cuda_kernels\": [\"%s\", "
+           "\"%s\", \"%s\"]}, {\"layer\": %d, \"entry\": \"%s\", "
+           "\"hidden_size\": %d, \"num_experts\": %d, \"top_k\": %d, "
+           "\"cuda_kernels\": [\"%s\", \"%s\"]}]",
+           FAKE_A_LAYER, FAKE_A_ENTRY, FAKE_A_HIDDEN, FAKE_A_EXPERTS,
+           FAKE_A_TOPK, kKernelsA[0], kKernelsA[1], kKernelsA[2], FAKE_C_LAYER,
+           FAKE_C_ENTRY, FAKE_C_HIDDEN, FAKE_C_EXPERTS, FAKE_C_TOPK,
+           kernels_c[0], kernels_c[1]);
 }
 
 int main(int argc, char **argv) {
@@ -1127,9 +1528,10 @@ int main(int argc, char **argv) {
     copy_file(fake_cuda_so, path);
     return 0;
   }
-  if (argc != 4) {
+  if (argc != 5) {
     fprintf(stderr,
-            "usage: %s FAKE_CUDA_DRIVER FAKE_CUDA_MODEL_SO FAKE_MODEL_SO\n"
+            "usage: %s FAKE_CUDA_DRIVER FAKE_CUDA_MODEL_SO FAKE_MODEL_SO "
+            "FAKE_CUDA_DRIVER_OLD\n"
             "       %s --write-folder DIR FAKE_CUDA_MODEL_SO\n",
             argv[0], argv[0]);
     return 2;
@@ -1137,6 +1539,7 @@ int main(int argc, char **argv) {
   fake_driver = argv[1];
   fake_cuda_so = argv[2];
   fake_cpu_so = argv[3];
+  fake_driver_old = argv[4];
   prepare_json();
   make_temp_root(root, sizeof(root), "moe-cuda-runtime-test");
   join(log_path, sizeof(log_path), root, "fake-cuda.log");
@@ -1146,6 +1549,7 @@ int main(int argc, char **argv) {
   test_manifest();
   test_images();
   test_run();
+  test_tensor_maps();
   test_threads();
 
   remove_temp_root(root);

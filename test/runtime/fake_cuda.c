@@ -21,7 +21,15 @@
  *   MOE_FAKE_CUDA_HIDDEN; with MOE_FAKE_CUDA_TOPK=k also topk_ids[i] = i and
  *   topk_weights[i] = hidden[i] for i < tokens*k;
  * - stream capture records launches into a graph; cuGraphLaunch replays them
- *   (re-checking the parameters, so a graph with stale buffers fails).
+ *   (re-checking the parameters, so a graph with stale buffers fails);
+ * - cuTensorMapEncodeTiled checks its arguments as cuda.h documents them (and,
+ *   stricter than the driver, that the region lies in one live allocation)
+ *   and writes a recognizable map (fake_tensor_map below) into the 128 bytes;
+ *   with MOE_FAKE_CUDA_TENSOR_MAPS set, every kernel checks that the
+ *   workspace holds such maps at those offsets, describing live memory, as a
+ *   TMA kernel would read them. Built with -DFAKE_CUDA_NO_TENSOR_MAP (as
+ *   fake_cuda_old/libcuda.so.1) it lacks the function, as drivers before
+ *   CUDA 12.0 do.
  *
  * Environment:
  *   MOE_FAKE_CUDA_LOG=FILE     append one line per notable call (see trace)
@@ -31,9 +39,15 @@
  *   MOE_FAKE_CUDA_FAIL=NAME    the exported function NAME (e.g. cuLaunchKernel,
  *                              cuMemAlloc_v2) returns an error: a code typical
  *                              of that call, or MOE_FAKE_CUDA_FAIL_CODE
+ *   MOE_FAKE_CUDA_FAIL_BYTES=N with MOE_FAKE_CUDA_FAIL=cuMemcpyHtoDAsync_v2:
+ *                              only copies of N bytes fail
  *   MOE_FAKE_CUDA_HIDDEN=H, MOE_FAKE_CUDA_TOPK=k   what kernels write
+ *   MOE_FAKE_CUDA_TENSOR_MAPS=O1,O2,...  workspace offsets where every kernel
+ *                              expects an encoded tensor map
  * The variables are read at every call, so a test may change them between
- * calls. fake_cuda_live() reports the objects not yet released. */
+ * calls. fake_cuda_live() reports the objects not yet released;
+ * fake_cuda_clobber() overwrites all device memory with garbage, as other
+ * kernels reusing the memory would. */
 #define _GNU_SOURCE
 
 #include <ctype.h>
@@ -56,6 +70,25 @@ typedef struct CUfunc_st *CUfunction;
 typedef struct CUstream_st *CUstream;
 typedef struct CUgraph_st *CUgraph;
 typedef struct CUgraphExec_st *CUgraphExec;
+typedef uint32_t cuuint32_t;
+typedef uint64_t cuuint64_t;
+typedef struct {
+  _Alignas(64) cuuint64_t opaque[16];
+} CUtensorMap;
+
+/* What the fake writes into a CUtensorMap: the arguments it was encoded
+ * with. */
+typedef struct {
+  char magic[8]; /* FAKE_TENSOR_MAP_MAGIC, not NUL-terminated */
+  uint32_t type, rank, swizzle, interleave;
+  uint64_t address;
+  uint64_t dims[5];
+  uint64_t strides[4];
+  uint32_t box[5];
+} fake_tensor_map;
+#define FAKE_TENSOR_MAP_MAGIC "FAKETMAP"
+_Static_assert(sizeof(fake_tensor_map) <= sizeof(CUtensorMap),
+               "a fake map fits in a CUtensorMap");
 
 enum {
   SUCCESS = 0,
@@ -305,6 +338,62 @@ static void describe(const launch_record *r, char *out, size_t size) {
            r->block[1], r->block[2], r->shared);
 }
 
+/* Bytes per element of a CUtensorMapDataType; 0 for the packed types. */
+static int element_bytes(int type) {
+  static const int sizes[] = {1, 2, 4, 4, 8, 8, 2, 4, 8, 2, 4, 4, 4};
+  return type >= 0 && type < (int)(sizeof(sizes) / sizeof(sizes[0]))
+             ? sizes[type]
+             : 0;
+}
+
+/* The bytes a map's region spans from its address: the largest index of
+ * every dimension, plus the innermost element. */
+static uint64_t map_extent(const fake_tensor_map *map) {
+  int size = element_bytes((int)map->type);
+  uint64_t end = map->dims[0] * (uint64_t)(size ? size : 1);
+  for (uint32_t d = 1; d < map->rank; ++d)
+    end += (map->dims[d] - 1) * map->strides[d - 1];
+  return end;
+}
+
+/* With MOE_FAKE_CUDA_TENSOR_MAPS, a kernel reads the tensor maps at those
+ * workspace offsets: each must be one cuTensorMapEncodeTiled wrote, for
+ * memory that is still live. Called with the lock held. */
+static CUresult check_tensor_maps(const char *launch, CUdeviceptr workspace) {
+  const char *list = getenv("MOE_FAKE_CUDA_TENSOR_MAPS");
+  if (!list || !*list)
+    return SUCCESS;
+  for (const char *at = list; *at;) {
+    char *end;
+    long long offset = strtoll(at, &end, 10);
+    if (end == at)
+      break;
+    at = *end == ',' ? end + 1 : end;
+    CUdeviceptr where = workspace + (CUdeviceptr)offset;
+    if (!find_allocation(where, sizeof(CUtensorMap))) {
+      trace("bad launch %s: workspace+%lld holds no 128-byte tensor map",
+            launch, offset);
+      return LAUNCH_FAILED;
+    }
+    fake_tensor_map map;
+    memcpy(&map, (const void *)(uintptr_t)where, sizeof(map));
+    if (memcmp(map.magic, FAKE_TENSOR_MAP_MAGIC, 8) != 0 || map.rank < 1 ||
+        map.rank > 5) {
+      trace("bad launch %s: workspace+%lld is not an encoded tensor map",
+            launch, offset);
+      return LAUNCH_FAILED;
+    }
+    if (!find_allocation((CUdeviceptr)map.address, map_extent(&map))) {
+      trace("bad launch %s: the tensor map at workspace+%lld describes %llu "
+            "bytes at %#llx, not live device memory",
+            launch, offset, (unsigned long long)map_extent(&map),
+            (unsigned long long)map.address);
+      return LAUNCH_FAILED;
+    }
+  }
+  return SUCCESS;
+}
+
 /* Checks a launch's parameters and runs the fake kernel. */
 static CUresult execute(const launch_record *r) {
   char text[512];
@@ -341,6 +430,9 @@ static CUresult execute(const launch_record *r) {
       return INVALID_VALUE;
     }
   }
+  CUresult maps = check_tensor_maps(text, r->params[6]);
+  if (maps != SUCCESS)
+    return maps;
   float *output = (float *)(uintptr_t)r->params[2];
   for (int64_t i = 0; i < tokens * hidden_size; ++i)
     output[i] = 1.0f + (float)tokens;
@@ -611,7 +703,9 @@ static CUresult copy(const char *what, CUstream stream, CUdeviceptr device,
 EXPORT CUresult cuMemcpyHtoDAsync_v2(CUdeviceptr destination,
                                      const void *source, size_t bytes,
                                      CUstream stream) {
-  INJECT("cuMemcpyHtoDAsync_v2", INVALID_VALUE);
+  long only = env_long("MOE_FAKE_CUDA_FAIL_BYTES", -1);
+  if (only < 0 || (size_t)only == bytes)
+    INJECT("cuMemcpyHtoDAsync_v2", INVALID_VALUE);
   pthread_mutex_lock(&lock);
   CUresult result = copy("htod", stream, destination, bytes);
   if (result == SUCCESS)
@@ -901,9 +995,122 @@ EXPORT CUresult cuGraphDestroy(CUgraph graph) {
   return result;
 }
 
+#ifndef FAKE_CUDA_NO_TENSOR_MAP
+/* The requirements of cuda.h's documentation of cuTensorMapEncodeTiled. */
+EXPORT CUresult cuTensorMapEncodeTiled(
+    CUtensorMap *tensorMap, int type, cuuint32_t rank, void *globalAddress,
+    const cuuint64_t *globalDim, const cuuint64_t *globalStrides,
+    const cuuint32_t *boxDim, const cuuint32_t *elementStrides, int interleave,
+    int swizzle, int l2Promotion, int oobFill) {
+  if (!initialized)
+    return NOT_INITIALIZED;
+  INJECT("cuTensorMapEncodeTiled", INVALID_VALUE);
+  const char *why = NULL;
+  int size = element_bytes(type);
+  uintptr_t address = (uintptr_t)globalAddress;
+  if (!tensorMap || (uintptr_t)tensorMap % 64 != 0)
+    why = "tensorMap is not 64-byte aligned";
+  else if (type < 0 || type > 15)
+    why = "bad data type";
+  else if (!size)
+    why = "packed data types are not faked";
+  else if (rank < 1 || rank > 5)
+    why = "rank is not 1 to 5";
+  else if (interleave < 0 || interleave > 2 || swizzle < 0 || swizzle > 6 ||
+           l2Promotion < 0 || l2Promotion > 3 || oobFill < 0 || oobFill > 1)
+    why = "bad interleave, swizzle, L2 promotion or OOB fill";
+  else if (interleave != 0 && rank < 3)
+    why = "interleaved layouts need rank 3 or more";
+  else if (!address || address % (interleave == 2 ? 32 : 16) != 0)
+    why = "globalAddress is not aligned";
+  else if (!globalDim || !boxDim || !elementStrides ||
+           (rank > 1 && !globalStrides))
+    why = "an array is null";
+  for (cuuint32_t d = 0; !why && d < rank; ++d) {
+    if (globalDim[d] < 1 || globalDim[d] > (1ull << 32))
+      why = "globalDim is not 1 to 2^32";
+    else if (boxDim[d] < 1 || boxDim[d] > 256)
+      why = "boxDim is not 1 to 256";
+    else if (elementStrides[d] < 1 || elementStrides[d] > 8)
+      why = "elementStrides is not 1 to 8";
+    else if (d + 1 < rank &&
+             (globalStrides[d] % (interleave == 2 ? 32 : 16) != 0 ||
+              globalStrides[d] >= (1ull << 40)))
+      why = "globalStrides is not a multiple of 16 below 2^40";
+  }
+  uint32_t inner = why ? 0 : boxDim[0] * (uint32_t)size;
+  if (!why && interleave == 0 && inner % 16 != 0)
+    why = "boxDim[0] is not a multiple of 16 bytes";
+  if (!why && interleave == 0 && swizzle != 0 &&
+      inner > (swizzle == 1   ? 32u
+               : swizzle == 2 ? 64u
+                              : 128u))
+    why = "the box's inner dimension exceeds the swizzle span";
+  fake_tensor_map map;
+  memset(&map, 0, sizeof(map));
+  if (!why) {
+    memcpy(map.magic, FAKE_TENSOR_MAP_MAGIC, 8);
+    map.type = (uint32_t)type;
+    map.rank = rank;
+    map.swizzle = (uint32_t)swizzle;
+    map.interleave = (uint32_t)interleave;
+    map.address = address;
+    for (cuuint32_t d = 0; d < rank; ++d) {
+      map.dims[d] = globalDim[d];
+      map.box[d] = boxDim[d];
+      if (d + 1 < rank)
+        map.strides[d] = globalStrides[d];
+    }
+  }
+  /* Stricter than the driver: the region must be device memory. */
+  pthread_mutex_lock(&lock);
+  allocation *a = why ? NULL : find_allocation(address, map_extent(&map));
+  if (!why && !a)
+    why = "the region is not inside one live allocation";
+  size_t at = a ? (size_t)(address - (uintptr_t)a->base) : 0;
+  size_t of = a ? a->size : 0;
+  pthread_mutex_unlock(&lock);
+
+  char text[512];
+  int length = snprintf(text, sizeof(text), "rank=%u dims=", rank);
+  for (cuuint32_t d = 0; d < rank && d < 5 && globalDim; ++d)
+    length += snprintf(text + length, sizeof(text) - (size_t)length, "%s%llu",
+                       d ? "," : "", (unsigned long long)globalDim[d]);
+  length += snprintf(text + length, sizeof(text) - (size_t)length, " strides=");
+  for (cuuint32_t d = 0; d + 1 < rank && d < 4 && globalStrides; ++d)
+    length += snprintf(text + length, sizeof(text) - (size_t)length, "%s%llu",
+                       d ? "," : "", (unsigned long long)globalStrides[d]);
+  length += snprintf(text + length, sizeof(text) - (size_t)length, " box=");
+  for (cuuint32_t d = 0; d < rank && d < 5 && boxDim; ++d)
+    length += snprintf(text + length, sizeof(text) - (size_t)length, "%s%u",
+                       d ? "," : "", boxDim[d]);
+  snprintf(text + length, sizeof(text) - (size_t)length, " swizzle=%d type=%d",
+           swizzle, type);
+  if (why) {
+    trace("bad tensor map encode %s: %s", text, why);
+    return INVALID_VALUE;
+  }
+  memset(tensorMap, 0, sizeof(*tensorMap));
+  memcpy(tensorMap, &map, sizeof(map));
+  trace("tensor map encode %s at=+%zu/%zu", text, at, of);
+  return SUCCESS;
+}
+#endif
+
 /*===----------------------------------------------------------------------===*
  * For the tests
  *===----------------------------------------------------------------------===*/
+
+/* Fills every live allocation with garbage, as other work reusing the memory
+ * would leave it. */
+EXPORT void fake_cuda_clobber(void) {
+  pthread_mutex_lock(&lock);
+  for (allocation *a = allocations; a; a = a->next)
+    if (a->live)
+      memset(a->base, 0xcd, a->size);
+  pthread_mutex_unlock(&lock);
+  trace("clobber");
+}
 
 /* The number of objects not released yet (allocations, modules, streams,
  * graphs, executable graphs, context retains), described in `out`. */
