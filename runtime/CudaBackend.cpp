@@ -4,6 +4,15 @@
 // calling thread (ContextScope) and popped again, so that the runtime leaves
 // the caller's own CUDA context state as it found it.
 //
+// run() waits for its stream before it returns. runDevice() does not: its
+// work may still run when the next call comes, on any stream, and it uses the
+// same pool. So every runDevice call first makes its stream wait for the
+// previous call's event and records its own after its work (the calls form
+// one chain on the GPU), and whatever would free or overwrite memory that
+// queued work may still read waits for the chain on the host first: growing
+// the pool (settle), run() (settle, before it touches the pool), reusing a
+// tensor map staging buffer (its call's event) and closing the model.
+//
 //===----------------------------------------------------------------------===//
 
 #include "runtime/CudaBackend.h"
@@ -174,7 +183,6 @@ moe_status CudaModel::open(const std::string &where, int ordinal,
   self.weightsSize = weightBytes;
   self.argModelWeights = self.weights.pointer;
   self.mapRecords.resize(kTensorMapCapacity);
-  self.mapStaging.resize(kTensorMapCapacity);
   model = std::move(opened);
   return MOE_OK;
 }
@@ -250,7 +258,14 @@ moe_status CudaModel::ensure(Buffer &buffer, size_t bytes, const char *what,
                              std::string &error) {
   if (buffer.capacity >= bytes && buffer.pointer)
     return MOE_OK;
-  // The graphs hold the old address; they go first.
+  // Work runDevice queued may still read or write the old buffer: it must
+  // finish before the buffer is freed.
+  if (buffer.pointer)
+    if (moe_status status =
+            settle(std::string("before growing ") + what, error))
+      return status;
+  // The graphs hold the old address; they go first (one still running is
+  // freed by the driver when it completes).
   dropGraphs();
   // Grow by half again at least, so a slowly rising size reallocates (and
   // recaptures graphs) only a logarithmic number of times.
@@ -263,10 +278,70 @@ moe_status CudaModel::ensure(Buffer &buffer, size_t bytes, const char *what,
 }
 
 void CudaModel::dropGraphs() {
-  for (auto &[key, exec] : graphs)
-    if (exec)
-      driver->cuGraphExecDestroy(exec);
+  for (auto &[key, variants] : graphs)
+    for (Graph &graph : variants)
+      if (graph.exec)
+        driver->cuGraphExecDestroy(graph.exec);
   graphs.clear();
+}
+
+void CudaModel::remember(std::vector<Graph> &variants,
+                         const GraphBuffers &buffers, CUgraphExec exec) {
+  if (variants.size() >= kGraphVariants) {
+    auto oldest = std::min_element(
+        variants.begin(), variants.end(),
+        [](const Graph &a, const Graph &b) { return a.lastUse < b.lastUse; });
+    // A launch of it still queued keeps running; the driver frees the graph
+    // when it completes.
+    if (oldest->exec)
+      driver->cuGraphExecDestroy(oldest->exec);
+    variants.erase(oldest);
+  }
+  variants.push_back(Graph{buffers, exec, ++graphClock});
+}
+
+moe_status CudaModel::createEvents(const std::string &named,
+                                   std::string &error) {
+  for (InFlight &slot : inFlight)
+    if (!slot.done)
+      if (CUresult result =
+              driver->cuEventCreate(&slot.done, CU_EVENT_DISABLE_TIMING)) {
+        slot.done = nullptr;
+        return failCall("cuEventCreate", result, named, error);
+      }
+  return MOE_OK;
+}
+
+moe_status CudaModel::settle(const std::string &context, std::string &error) {
+  if (!pending)
+    return MOE_OK;
+  if (CUresult result = driver->cuEventSynchronize(inFlight[lastSlot].done))
+    return failCall("cuEventSynchronize", result,
+                    "waiting for the model's earlier moe_layer_run_device "
+                    "work " +
+                        context,
+                    error);
+  forgetInFlight();
+  return MOE_OK;
+}
+
+void CudaModel::forgetInFlight() {
+  pending = false;
+  for (InFlight &slot : inFlight)
+    slot.recorded = false;
+}
+
+moe_status CudaModel::workspaceFor(const CudaLayerSpec &spec, int64_t tokens,
+                                   int64_t &bytes, std::string &error) const {
+  bytes = spec.workspaceBytes(tokens);
+  if (bytes < 0)
+    return fail(MOE_ERROR_FORMAT,
+                "layer " + std::to_string(spec.layer) + ": " + spec.entry +
+                    "_workspace_bytes(" + std::to_string(tokens) + ") is " +
+                    std::to_string(bytes) +
+                    "; a workspace size cannot be negative",
+                error);
+  return MOE_OK;
 }
 
 moe_status CudaModel::prepareLaunches(Layer &layer, int64_t tokens,
@@ -343,11 +418,13 @@ moe_status CudaModel::prepareLaunches(Layer &layer, int64_t tokens,
 
 moe_status CudaModel::prepareTensorMaps(Layer &layer, int64_t tokens,
                                         int64_t workspaceBytes,
+                                        std::vector<CUtensorMap> &staging,
                                         std::string &error) {
   mapCount = 0;
   const CudaLayerSpec &spec = layer.spec;
   if (!spec.tensorMaps)
     return MOE_OK;
+  staging.resize(kTensorMapCapacity);
   std::string call = "layer " + std::to_string(spec.layer) + ": " + spec.entry +
                      "_tensor_maps(" + std::to_string(tokens) + ")";
   std::fill(mapRecords.begin(), mapRecords.end(), CudaTensorMap{});
@@ -467,9 +544,9 @@ moe_status CudaModel::prepareTensorMaps(Layer &layer, int64_t tokens,
     void *address = reinterpret_cast<void *>(
         static_cast<uintptr_t>(base + static_cast<CUdeviceptr>(map.offset)));
     if (CUresult result = driver->cuTensorMapEncodeTiled(
-            &mapStaging[static_cast<size_t>(i)],
-            CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, static_cast<cuuint32_t>(map.rank),
-            address, globalDim, globalStrides, boxDim, elementStrides,
+            &staging[static_cast<size_t>(i)], CU_TENSOR_MAP_DATA_TYPE_BFLOAT16,
+            static_cast<cuuint32_t>(map.rank), address, globalDim,
+            globalStrides, boxDim, elementStrides,
             CU_TENSOR_MAP_INTERLEAVE_NONE, map.swizzle,
             CU_TENSOR_MAP_L2_PROMOTION_NONE, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE))
       return failCall("cuTensorMapEncodeTiled", result,
@@ -488,7 +565,7 @@ moe_status CudaModel::prepareTensorMaps(Layer &layer, int64_t tokens,
 }
 
 CUresult CudaModel::enqueueLaunches(Layer &layer, int64_t tokens,
-                                    size_t &failedAt) {
+                                    CUstream target, size_t &failedAt) {
   argTokens = tokens;
   // The seven parameters of FORMAT.md, in order; the driver copies the values
   // at launch (or capture) time.
@@ -501,7 +578,7 @@ CUresult CudaModel::enqueueLaunches(Layer &layer, int64_t tokens,
     if (CUresult result = driver->cuLaunchKernel(
             kernel.function, u(record.grid[0]), u(record.grid[1]),
             u(record.grid[2]), u(record.block[0]), u(record.block[1]),
-            u(record.block[2]), u(record.sharedBytes), stream, parameters,
+            u(record.block[2]), u(record.sharedBytes), target, parameters,
             nullptr)) {
       failedAt = static_cast<size_t>(i);
       return result;
@@ -517,7 +594,7 @@ CUgraphExec CudaModel::capture(Layer &layer, int64_t tokens) {
   if (d.cuStreamBeginCapture(stream, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL))
     return nullptr;
   size_t failedAt = 0;
-  CUresult launched = enqueueLaunches(layer, tokens, failedAt);
+  CUresult launched = enqueueLaunches(layer, tokens, stream, failedAt);
   // End the capture whatever happened, or the stream stays unusable.
   CUgraph graph = nullptr;
   CUresult ended = d.cuStreamEndCapture(stream, &graph);
@@ -532,6 +609,81 @@ CUgraphExec CudaModel::capture(Layer &layer, int64_t tokens) {
   return instantiated ? nullptr : exec;
 }
 
+moe_status CudaModel::enqueueLayer(size_t index, int64_t tokens,
+                                   const std::vector<CUtensorMap> &staging,
+                                   CUstream target, bool &queued,
+                                   std::string &error) {
+  const Driver &d = *driver;
+  Layer &layer = layers[index];
+  std::string named = "layer " + std::to_string(layer.spec.layer);
+
+  // The encoded maps go into the workspace ahead of the launches or the
+  // graph, on the same stream: a replayed graph reads this call's maps, not
+  // whatever another layer or token count left in those bytes.
+  for (int32_t i = 0; i < mapCount; ++i) {
+    const CudaTensorMap &map = mapRecords[static_cast<size_t>(i)];
+    if (CUresult result = d.cuMemcpyHtoDAsync(
+            workspace.pointer + static_cast<CUdeviceptr>(map.workspaceOffset),
+            &staging[static_cast<size_t>(i)], sizeof(CUtensorMap), target))
+      return failCall("cuMemcpyHtoDAsync", result,
+                      named + ": copying tensor map " + std::to_string(i) +
+                          " to workspace offset " +
+                          std::to_string(map.workspaceOffset),
+                      error);
+    queued = true;
+  }
+
+  // Decode sizes replay a graph captured for exactly these buffers.
+  GraphBuffers buffers{argHidden, argOutput, argIds, argWeights};
+  std::vector<Graph> *variants = nullptr;
+  Graph *cached = nullptr;
+  if (tokens <= kMaxGraphTokens) {
+    variants = &graphs[std::make_pair(index, tokens)];
+    for (Graph &graph : *variants)
+      if (graph.buffers == buffers) {
+        cached = &graph;
+        cached->lastUse = ++graphClock;
+        break;
+      }
+  }
+  std::string sized = named + ", " + std::to_string(tokens) + " tokens";
+  if (cached && cached->exec) {
+    queued = true; // whatever a failing launch may have left queued
+    if (CUresult result = d.cuGraphLaunch(cached->exec, target))
+      return failCall("cuGraphLaunch", result, sized, error);
+    return MOE_OK;
+  }
+  if (moe_status status = prepareLaunches(layer, tokens, error))
+    return status;
+  bool capturing = variants && !cached;
+  if (CUgraphExec exec = capturing ? capture(layer, tokens) : nullptr) {
+    remember(*variants, buffers, exec);
+    queued = true;
+    if (CUresult result = d.cuGraphLaunch(exec, target))
+      return failCall("cuGraphLaunch", result, sized, error);
+    return MOE_OK;
+  }
+  size_t failedAt = 0;
+  queued = true;
+  if (CUresult result = enqueueLaunches(layer, tokens, target, failedAt)) {
+    const CudaLaunch &record = launches[failedAt];
+    return failCall("cuLaunchKernel", result,
+                    named + ", launch " + std::to_string(failedAt) + " of " +
+                        std::to_string(launchCount) + ": kernel '" +
+                        layer.kernels[static_cast<size_t>(record.kernel)].name +
+                        "' grid " + dims(record.grid) + " block " +
+                        dims(record.block) + " shared " +
+                        std::to_string(record.sharedBytes),
+                    error);
+  }
+  // The launches work but their capture did not: these buffers keep
+  // launching plainly (until the pool grows and every graph is dropped). A
+  // launch failure records nothing, so a later call tries again.
+  if (capturing)
+    remember(*variants, buffers, nullptr);
+  return MOE_OK;
+}
+
 moe_status CudaModel::run(size_t index, const float *hiddenHost, int64_t tokens,
                           float *outputHost, int32_t *topkIdsHost,
                           float *topkWeightsHost, std::string &error) {
@@ -541,14 +693,9 @@ moe_status CudaModel::run(size_t index, const float *hiddenHost, int64_t tokens,
   const CudaLayerSpec &spec = layer.spec;
   std::string named = "layer " + std::to_string(spec.layer);
 
-  int64_t workspaceBytes = spec.workspaceBytes(tokens);
-  if (workspaceBytes < 0)
-    return fail(MOE_ERROR_FORMAT,
-                named + ": " + spec.entry + "_workspace_bytes(" +
-                    std::to_string(tokens) + ") is " +
-                    std::to_string(workspaceBytes) +
-                    "; a workspace size cannot be negative",
-                error);
+  int64_t workspaceBytes = 0;
+  if (moe_status status = workspaceFor(spec, tokens, workspaceBytes, error))
+    return status;
   // The caller checked that these products fit in the address space.
   size_t rows = static_cast<size_t>(tokens);
   size_t hiddenBytes = rows * static_cast<size_t>(spec.hiddenSize) * 4;
@@ -557,6 +704,11 @@ moe_status CudaModel::run(size_t index, const float *hiddenHost, int64_t tokens,
   ContextScope scope(d, context);
   if (scope.status())
     return failCall("cuCtxPushCurrent", scope.status(), named, error);
+  // Work moe_layer_run_device queued, on any stream, may still use the pool
+  // and the staging buffers; this call waits for its stream anyway, so it
+  // waits for that work first and then has everything to itself.
+  if (moe_status status = settle("(" + named + ")", error))
+    return status;
   for (auto [buffer, bytes, what] :
        {std::make_tuple(&hidden, hiddenBytes, "the hidden states"),
         std::make_tuple(&output, hiddenBytes, "the output"),
@@ -573,17 +725,18 @@ moe_status CudaModel::run(size_t index, const float *hiddenHost, int64_t tokens,
   argWorkspace = workspace.pointer;
 
   // Tensor maps hold this call's buffer addresses; checked and encoded before
-  // anything is queued, so a bad record launches nothing.
+  // anything is queued, so a bad record launches nothing. Nothing is in
+  // flight, so slot 0's staging is free; it stays untouched until the call
+  // has waited for its stream.
+  std::vector<CUtensorMap> &staging = inFlight[0].staging;
   if (moe_status status =
-          prepareTensorMaps(layer, tokens, workspaceBytes, error))
+          prepareTensorMaps(layer, tokens, workspaceBytes, staging, error))
     return status;
 
   // Once anything is queued, a failure must still wait for the stream: a
   // queued copy into the caller's buffers must not land after we return.
   bool queued = false;
-  auto failQueued = [&](const char *call, CUresult result,
-                        const std::string &context) {
-    moe_status status = failCall(call, result, context, error);
+  auto failQueued = [&](moe_status status) {
     if (queued)
       d.cuStreamSynchronize(stream);
     return status;
@@ -591,62 +744,12 @@ moe_status CudaModel::run(size_t index, const float *hiddenHost, int64_t tokens,
 
   if (CUresult result =
           d.cuMemcpyHtoDAsync(hidden.pointer, hiddenHost, hiddenBytes, stream))
-    return failQueued("cuMemcpyHtoDAsync", result,
-                      named + ": copying the hidden states in");
+    return failCall("cuMemcpyHtoDAsync", result,
+                    named + ": copying the hidden states in", error);
   queued = true;
-  // The encoded maps go into the workspace ahead of the launches or the
-  // graph, on the same stream: a replayed graph reads this call's maps, not
-  // whatever another layer or token count left in those bytes.
-  for (int32_t i = 0; i < mapCount; ++i) {
-    const CudaTensorMap &map = mapRecords[static_cast<size_t>(i)];
-    if (CUresult result = d.cuMemcpyHtoDAsync(
-            workspace.pointer + static_cast<CUdeviceptr>(map.workspaceOffset),
-            &mapStaging[static_cast<size_t>(i)], sizeof(CUtensorMap), stream))
-      return failQueued("cuMemcpyHtoDAsync", result,
-                        named + ": copying tensor map " + std::to_string(i) +
-                            " to workspace offset " +
-                            std::to_string(map.workspaceOffset));
-  }
-
-  std::pair<size_t, int64_t> key(index, tokens);
-  auto cached = graphs.end();
-  if (tokens <= kMaxGraphTokens)
-    cached = graphs.find(key);
-  if (cached != graphs.end() && cached->second) {
-    if (CUresult result = d.cuGraphLaunch(cached->second, stream))
-      return failQueued("cuGraphLaunch", result,
-                        named + ", " + std::to_string(tokens) + " tokens");
-  } else {
-    if (moe_status status = prepareLaunches(layer, tokens, error)) {
-      d.cuStreamSynchronize(stream);
-      return status;
-    }
-    bool captured = tokens <= kMaxGraphTokens && cached == graphs.end();
-    CUgraphExec exec = captured ? capture(layer, tokens) : nullptr;
-    if (exec) {
-      graphs[key] = exec;
-      if (CUresult result = d.cuGraphLaunch(exec, stream))
-        return failQueued("cuGraphLaunch", result,
-                          named + ", " + std::to_string(tokens) + " tokens");
-    } else {
-      size_t failedAt = 0;
-      if (CUresult result = enqueueLaunches(layer, tokens, failedAt)) {
-        const CudaLaunch &record = launches[failedAt];
-        return failQueued(
-            "cuLaunchKernel", result,
-            named + ", launch " + std::to_string(failedAt) + " of " +
-                std::to_string(launchCount) + ": kernel '" +
-                layer.kernels[static_cast<size_t>(record.kernel)].name +
-                "' grid " + dims(record.grid) + " block " + dims(record.block) +
-                " shared " + std::to_string(record.sharedBytes));
-      }
-      // The launches work but their capture did not: this size keeps
-      // launching plainly (until the pool grows and every graph is dropped).
-      // A launch failure records nothing, so a later call tries again.
-      if (captured)
-        graphs[key] = nullptr;
-    }
-  }
+  if (moe_status status =
+          enqueueLayer(index, tokens, staging, stream, queued, error))
+    return failQueued(status);
 
   // Copy back only what the caller asked for; the rest stays device scratch.
   struct {
@@ -663,13 +766,116 @@ moe_status CudaModel::run(size_t index, const float *hiddenHost, int64_t tokens,
       continue;
     if (CUresult result =
             d.cuMemcpyDtoHAsync(copy.host, copy.device, copy.bytes, stream))
-      return failQueued("cuMemcpyDtoHAsync", result,
-                        named + ": copying " + copy.what + " out");
+      return failQueued(failCall("cuMemcpyDtoHAsync", result,
+                                 named + ": copying " + copy.what + " out",
+                                 error));
   }
   // Kernel faults surface here, at the latest.
   if (CUresult result = d.cuStreamSynchronize(stream))
     return failCall("cuStreamSynchronize", result,
                     named + ", " + std::to_string(tokens) + " tokens", error);
+  return MOE_OK;
+}
+
+moe_status CudaModel::runDevice(size_t index, CUdeviceptr hiddenDevice,
+                                int64_t tokens, CUdeviceptr outputDevice,
+                                CUdeviceptr idsDevice,
+                                CUdeviceptr weightsDevice,
+                                CUstream callerStream, std::string &error) {
+  std::lock_guard<std::mutex> lock(mutex);
+  const Driver &d = *driver;
+  Layer &layer = layers[index];
+  const CudaLayerSpec &spec = layer.spec;
+  std::string named = "layer " + std::to_string(spec.layer);
+  CUstream target = callerStream ? callerStream : stream;
+
+  int64_t workspaceBytes = 0;
+  if (moe_status status = workspaceFor(spec, tokens, workspaceBytes, error))
+    return status;
+  size_t routedBytes =
+      static_cast<size_t>(tokens) * static_cast<size_t>(spec.topK) * 4;
+
+  ContextScope scope(d, context);
+  if (scope.status())
+    return failCall("cuCtxPushCurrent", scope.status(), named, error);
+  if (moe_status status = createEvents(named, error))
+    return status;
+
+  // The host side of this call's tensor map copies. cuMemcpyHtoDAsync from
+  // pageable memory may read it only when the copy runs, after this call has
+  // returned, so a slot is reused only once the call that last used it
+  // (kInFlightCalls calls ago) has finished; until then the host waits. Up to
+  // kInFlightCalls calls with tensor maps can be queued ahead of the GPU.
+  size_t slotIndex = nextSlot;
+  InFlight &slot = inFlight[slotIndex];
+  if (spec.tensorMaps && slot.recorded) {
+    if (CUresult result = d.cuEventSynchronize(slot.done))
+      return failCall("cuEventSynchronize", result,
+                      named +
+                          ": waiting for the call that last used tensor "
+                          "map staging buffer " +
+                          std::to_string(slotIndex),
+                      error);
+    slot.recorded = false;
+  }
+
+  // Unwanted routing outputs go to the pool's scratch; the caller's buffers
+  // need nothing from the pool.
+  for (auto [buffer, bytes, what, wanted] :
+       {std::make_tuple(&topkIds, routedBytes, "topk_ids", !idsDevice),
+        std::make_tuple(&topkWeights, routedBytes, "topk_weights",
+                        !weightsDevice),
+        std::make_tuple(&workspace, static_cast<size_t>(workspaceBytes),
+                        "the workspace", true)})
+    if (wanted)
+      if (moe_status status = ensure(*buffer, bytes, what, error))
+        return status;
+  argHidden = hiddenDevice;
+  argOutput = outputDevice;
+  argIds = idsDevice ? idsDevice : topkIds.pointer;
+  argWeights = weightsDevice ? weightsDevice : topkWeights.pointer;
+  argWorkspace = workspace.pointer;
+
+  if (moe_status status =
+          prepareTensorMaps(layer, tokens, workspaceBytes, slot.staging, error))
+    return status;
+
+  // After the model's previous call, whatever stream that went to: both use
+  // the workspace (and maybe the scratch). On the same stream the wait is
+  // redundant but cheap, and it does not depend on telling streams apart.
+  if (pending)
+    if (CUresult result =
+            d.cuStreamWaitEvent(target, inFlight[lastSlot].done, 0))
+      return failCall("cuStreamWaitEvent", result,
+                      named + ": ordering the call after the model's previous "
+                              "one",
+                      error);
+
+  bool queued = false;
+  moe_status status =
+      enqueueLayer(index, tokens, slot.staging, target, queued, error);
+  if (!queued)
+    return status; // nothing of this call is on the stream
+  // The event follows this call's work, also after a failure part way (what
+  // was queued may still run).
+  CUresult recorded = d.cuEventRecord(slot.done, target);
+  if (recorded == CUDA_SUCCESS) {
+    slot.recorded = true;
+    pending = true;
+    lastSlot = slotIndex;
+    nextSlot = (slotIndex + 1) % kInFlightCalls;
+  } else if (d.cuStreamSynchronize(target) == CUDA_SUCCESS) {
+    // Without the event, waiting is the only way to know the work is done;
+    // the stream waited for the previous call, so everything is.
+    forgetInFlight();
+  }
+  if (status)
+    return status;
+  if (recorded)
+    return failCall("cuEventRecord", recorded,
+                    named + ", " + std::to_string(tokens) +
+                        " tokens: marking the end of the call",
+                    error);
   return MOE_OK;
 }
 
@@ -682,6 +888,9 @@ CudaModel::~CudaModel() {
   if (context) {
     ContextScope scope(d, context);
     if (scope.status() == CUDA_SUCCESS) {
+      // runDevice work on the callers' streams may still use the buffers.
+      if (pending)
+        d.cuEventSynchronize(inFlight[lastSlot].done);
       if (stream)
         d.cuStreamSynchronize(stream);
       dropGraphs();
@@ -693,6 +902,9 @@ CudaModel::~CudaModel() {
            {&weights, &hidden, &output, &topkIds, &topkWeights, &workspace})
         if (buffer->pointer)
           d.cuMemFree(buffer->pointer);
+      for (InFlight &slot : inFlight)
+        if (slot.done)
+          d.cuEventDestroy(slot.done);
       if (stream)
         d.cuStreamDestroy(stream);
     }

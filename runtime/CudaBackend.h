@@ -6,7 +6,8 @@
 // weights' device copy, a grow-only pool of per-call buffers, cached CUDA
 // graphs for decode) and runs a layer: copy the hidden states in (and the
 // layer's encoded tensor maps into the workspace), launch, copy the results
-// out.
+// out (run); or, for buffers already on the device, only queue the map copies
+// and the launches on the caller's stream (runDevice).
 //
 //===----------------------------------------------------------------------===//
 
@@ -16,6 +17,7 @@
 #include "moe/runtime.h"
 #include "runtime/CudaDriver.h"
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <map>
@@ -84,7 +86,8 @@ struct CudaLayerSpec {
 };
 
 /// The device side of a model. Its methods are serialized by a mutex: one
-/// stream and one buffer pool serve every call.
+/// buffer pool serves every call, and calls on different streams are ordered
+/// one after another through events.
 class CudaModel {
 public:
   /// Tokens up to this many run as a cached CUDA graph (decode sizes, where
@@ -94,6 +97,13 @@ public:
   static constexpr int32_t kLaunchCapacity = 1024;
   /// The most tensor map records a layer may ask for in one call.
   static constexpr int32_t kTensorMapCapacity = 64;
+  /// Executable graphs kept per (layer, tokens), one per set of buffers
+  /// (runDevice bakes the caller's pointers into them); beyond this many the
+  /// least recently used is dropped.
+  static constexpr size_t kGraphVariants = 8;
+  /// runDevice calls whose tensor map copies may still be queued: each has
+  /// its own host staging buffer, reused only after its event completed.
+  static constexpr size_t kInFlightCalls = 4;
 
   /// Opens device `ordinal`, loads every layer's kernels (the cubin when it was
   /// compiled for this device's compute capability, else the PTX) and uploads
@@ -111,6 +121,15 @@ public:
   moe_status run(size_t index, const float *hidden, int64_t tokens,
                  float *output, int32_t *topkIds, float *topkWeights,
                  std::string &error);
+
+  /// Queues layer `index` on `tokens` rows of device memory: f32 `hidden` and
+  /// `output` [tokens, H], `topkIds` / `topkWeights` [tokens, k] (0: the
+  /// pool's scratch) on `stream` (null: the model's stream), and returns
+  /// without waiting for it. Arguments are checked by the caller.
+  moe_status runDevice(size_t index, cuda::CUdeviceptr hidden, int64_t tokens,
+                       cuda::CUdeviceptr output, cuda::CUdeviceptr topkIds,
+                       cuda::CUdeviceptr topkWeights, cuda::CUstream stream,
+                       std::string &error);
 
   ~CudaModel();
   CudaModel(const CudaModel &) = delete;
@@ -149,16 +168,45 @@ private:
   moe_status prepareLaunches(Layer &layer, int64_t tokens, std::string &error);
   /// Asks the layer for its tensor maps at `tokens` rows, checks every record
   /// against the weights and this call's `workspaceBytes`, and encodes them
-  /// into the staging buffer (nothing is queued yet).
+  /// into `staging` (nothing is queued yet).
   moe_status prepareTensorMaps(Layer &layer, int64_t tokens,
-                               int64_t workspaceBytes, std::string &error);
-  /// Enqueues the prepared launches on the stream.
+                               int64_t workspaceBytes,
+                               std::vector<cuda::CUtensorMap> &staging,
+                               std::string &error);
+  /// Queues on `stream` the copies of the prepared tensor maps (from
+  /// `staging`) into the workspace, then the layer's launches for the arg*
+  /// buffers: a cached graph's replay for decode sizes, else kernel by
+  /// kernel. `queued` says whether the call has queued work on `stream`
+  /// already and becomes true once this does; on a failure after anything
+  /// was queued, `stream` is synchronized before returning.
+  moe_status enqueueLayer(size_t index, int64_t tokens,
+                          const std::vector<cuda::CUtensorMap> &staging,
+                          cuda::CUstream stream, bool &queued,
+                          std::string &error);
+  /// Enqueues the prepared launches on `stream`.
   cuda::CUresult enqueueLaunches(Layer &layer, int64_t tokens,
-                                 size_t &failedAt);
-  /// Captures the prepared launches into an executable graph; null if the
+                                 cuda::CUstream stream, size_t &failedAt);
+  /// Captures the prepared launches into an executable graph (on the model's
+  /// own stream, which nothing else uses while it captures); null if the
   /// driver could not capture them (the caller launches them plainly).
   cuda::CUgraphExec capture(Layer &layer, int64_t tokens);
   void dropGraphs();
+  struct Graph;
+  struct GraphBuffers;
+  /// Adds a graph (null: capturing failed) for `buffers` to `variants`,
+  /// dropping the least recently used one when there are kGraphVariants.
+  void remember(std::vector<Graph> &variants, const GraphBuffers &buffers,
+                cuda::CUgraphExec exec);
+  /// `<entry>_workspace_bytes(tokens)`, refused when negative.
+  moe_status workspaceFor(const CudaLayerSpec &spec, int64_t tokens,
+                          int64_t &bytes, std::string &error) const;
+  /// Creates the events of the in-flight ring (on the first runDevice).
+  moe_status createEvents(const std::string &named, std::string &error);
+  /// Waits until every call queued so far has finished with the pool (the
+  /// last runDevice's event); then nothing is in flight.
+  moe_status settle(const std::string &context, std::string &error);
+  /// Forgets the in-flight calls, once a synchronization covered them.
+  void forgetInFlight();
 
   const cuda::Driver *driver = nullptr;
   std::string where;
@@ -176,18 +224,49 @@ private:
 
   std::mutex mutex; ///< guards everything below
   Buffer hidden, output, topkIds, topkWeights, workspace;
-  /// Executable graphs by (layer index, tokens); a null value records that
-  /// capturing failed, so that size runs launch by launch. Pool addresses are
-  /// baked into the graphs: any reallocation drops them all.
-  std::map<std::pair<size_t, int64_t>, cuda::CUgraphExec> graphs;
+  /// The buffers a graph's launches were captured with (run: the pool's;
+  /// runDevice: the caller's, or the pool's scratch for null topk).
+  struct GraphBuffers {
+    cuda::CUdeviceptr hidden = 0, output = 0, ids = 0, weights = 0;
+    bool operator==(const GraphBuffers &other) const {
+      return hidden == other.hidden && output == other.output &&
+             ids == other.ids && weights == other.weights;
+    }
+  };
+  struct Graph {
+    GraphBuffers buffers;
+    /// Null records that capturing failed: these buffers run launch by
+    /// launch.
+    cuda::CUgraphExec exec = nullptr;
+    uint64_t lastUse = 0;
+  };
+  /// Executable graphs by (layer index, tokens), at most kGraphVariants sets
+  /// of buffers each. The workspace and weights addresses are baked in too:
+  /// any reallocation of the pool drops them all.
+  std::map<std::pair<size_t, int64_t>, std::vector<Graph>> graphs;
+  uint64_t graphClock = 0;
+  /// The ring of runDevice calls that may still be running: each slot's
+  /// event is recorded on the call's stream after all of its work, and its
+  /// `staging` holds the host side of the call's tensor map copies, which the
+  /// driver may read until then. run() synchronizes its stream and uses slot
+  /// 0 once nothing is in flight.
+  struct InFlight {
+    cuda::CUevent done = nullptr;
+    bool recorded = false; ///< `done` may not have completed
+    std::vector<cuda::CUtensorMap> staging;
+  };
+  std::array<InFlight, kInFlightCalls> inFlight;
+  size_t nextSlot = 0;
+  /// Some call's work may still be running; `lastSlot`'s event follows all
+  /// of it (every call's stream first waits for its predecessor's event).
+  bool pending = false;
+  size_t lastSlot = 0;
   /// The records of the call being run (prepareLaunches).
   std::vector<CudaLaunch> launches;
   int32_t launchCount = 0;
-  /// The tensor map records of the call being run (prepareTensorMaps) and
-  /// their encoded maps: the host side of the copies into the workspace, which
-  /// stays untouched until the call has waited for its stream.
+  /// The tensor map records of the call being run (prepareTensorMaps); their
+  /// encoded maps go to an in-flight slot's staging.
   std::vector<CudaTensorMap> mapRecords;
-  std::vector<cuda::CUtensorMap> mapStaging;
   int32_t mapCount = 0;
   /// Kernel parameters of the call being run (FORMAT.md, seven of them).
   cuda::CUdeviceptr argHidden = 0, argOutput = 0, argIds = 0, argWeights = 0,

@@ -116,6 +116,11 @@ moe_status resolve(void *library, Driver &driver, std::string &error) {
   bind(driver.cuGraphLaunch, "cuGraphLaunch");
   bind(driver.cuGraphExecDestroy, "cuGraphExecDestroy");
   bind(driver.cuGraphDestroy, "cuGraphDestroy");
+  bind(driver.cuEventCreate, "cuEventCreate");
+  bind(driver.cuEventRecord, "cuEventRecord");
+  bind(driver.cuEventSynchronize, "cuEventSynchronize");
+  bind(driver.cuEventDestroy, "cuEventDestroy_v2");
+  bind(driver.cuStreamWaitEvent, "cuStreamWaitEvent");
   // Tensor maps came with CUDA 12.0 (Hopper); a layer that needs them is
   // refused when its model opens on a driver without them.
   bind(driver.cuTensorMapEncodeTiled, "cuTensorMapEncodeTiled",

@@ -34,6 +34,7 @@ using CUfunction = struct CUfunc_st *;
 using CUstream = struct CUstream_st *;
 using CUgraph = struct CUgraph_st *;
 using CUgraphExec = struct CUgraphExec_st *;
+using CUevent = struct CUevent_st *;
 // cuda.h: typedef uint32_t cuuint32_t; typedef uint64_t cuuint64_t.
 using cuuint32_t = uint32_t;
 using cuuint64_t = uint64_t;
@@ -70,6 +71,7 @@ constexpr int CU_JIT_ERROR_LOG_BUFFER = 5;
 constexpr int CU_JIT_ERROR_LOG_BUFFER_SIZE_BYTES = 6;
 constexpr unsigned CU_STREAM_NON_BLOCKING = 0x1;
 constexpr int CU_STREAM_CAPTURE_MODE_THREAD_LOCAL = 1;
+constexpr unsigned CU_EVENT_DISABLE_TIMING = 0x2;
 // CUtensorMapDataType, CUtensorMapInterleave, CUtensorMapL2promotion and
 // CUtensorMapFloatOOBfill (enums of int size); CUtensorMapSwizzle's values
 // 0..3 (none, 32B, 64B, 128B) are the records' `swizzle` field as is.
@@ -123,6 +125,13 @@ struct Driver {
   CUresult (*cuGraphLaunch)(CUgraphExec exec, CUstream stream);
   CUresult (*cuGraphExecDestroy)(CUgraphExec exec);
   CUresult (*cuGraphDestroy)(CUgraph graph);
+  /// Events order the work of moe_layer_run_device across streams and tell
+  /// when buffers it queued work on may be reused.
+  CUresult (*cuEventCreate)(CUevent *event, unsigned flags);
+  CUresult (*cuEventRecord)(CUevent event, CUstream stream);
+  CUresult (*cuEventSynchronize)(CUevent event);
+  CUresult (*cuEventDestroy)(CUevent event);
+  CUresult (*cuStreamWaitEvent)(CUstream stream, CUevent event, unsigned flags);
   /// Optional (CUDA 12.0 and newer drivers): null when the driver lacks it.
   /// Only folders whose layers export tensor maps need it.
   CUresult (*cuTensorMapEncodeTiled)(CUtensorMap *tensorMap, int dataType,

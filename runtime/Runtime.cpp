@@ -900,6 +900,71 @@ moe_status moe_model_layer_info(const moe_model *model, int32_t i,
   });
 }
 
+namespace {
+
+/// The checks moe_layer_run and moe_layer_run_device share, after their own
+/// null and dtype checks: token count, layer, hidden size, sizes that fit the
+/// address space and 4-byte alignment (`hiddenF32`: hidden holds floats). On
+/// success `entry` is the layer.
+moe_status checkRun(const char *function, const moe_model &model, int32_t layer,
+                    const void *hidden, bool hiddenF32, int64_t tokens,
+                    int64_t hidden_size, const float *output,
+                    const int32_t *topk_ids, const float *topk_weights,
+                    const moe_model::Layer *&entry) {
+  std::string name = function;
+  auto invalid = [&](const std::string &message) {
+    return fail(MOE_ERROR_INVALID_ARGUMENT, name + ": " + message);
+  };
+  if (tokens < 1)
+    return invalid("tokens is " + std::to_string(tokens) +
+                   "; it must be at least 1");
+
+  entry = model.findLayer(layer);
+  if (!entry) {
+    std::string known;
+    for (const moe_model::Layer &each : model.layers)
+      known += (known.empty() ? "" : ", ") + std::to_string(each.info.layer);
+    return fail(
+        MOE_ERROR_UNKNOWN_LAYER,
+        name + ": " + model.folder + " has no layer " + std::to_string(layer) +
+            (known.empty() ? " (it has none)" : " (it has " + known + ")"));
+  }
+  const moe_layer_info &info = entry->info;
+  if (hidden_size != info.hidden_size)
+    return fail(MOE_ERROR_SHAPE,
+                name + ": hidden_size is " + std::to_string(hidden_size) +
+                    " but layer " + std::to_string(layer) + " of " +
+                    model.folder + " has " + std::to_string(info.hidden_size));
+
+  // [tokens, H] and [tokens, k] 4-byte elements must be addressable.
+  constexpr uint64_t kMaxElements =
+      static_cast<uint64_t>(std::numeric_limits<ptrdiff_t>::max()) /
+      sizeof(float);
+  uint64_t rows = static_cast<uint64_t>(tokens);
+  uint64_t width = static_cast<uint64_t>(info.hidden_size);
+  uint64_t k = static_cast<uint64_t>(info.top_k);
+  if (rows > kMaxElements / width || rows > kMaxElements / k)
+    return invalid("tokens (" + std::to_string(tokens) + ") x hidden_size (" +
+                   std::to_string(hidden_size) +
+                   ") overflows the address space");
+
+  // The generated code reads and writes whole floats and int32s.
+  auto misaligned = [](const void *pointer) {
+    return reinterpret_cast<uintptr_t>(pointer) % alignof(float) != 0;
+  };
+  if (hiddenF32 && misaligned(hidden))
+    return invalid("hidden is not aligned to 4 bytes");
+  if (misaligned(output))
+    return invalid("output is not aligned to 4 bytes");
+  if (topk_ids && misaligned(topk_ids))
+    return invalid("topk_ids is not aligned to 4 bytes");
+  if (topk_weights && misaligned(topk_weights))
+    return invalid("topk_weights is not aligned to 4 bytes");
+  return MOE_OK;
+}
+
+} // namespace
+
 moe_status moe_layer_run(moe_model *model, int32_t layer, const void *hidden,
                          moe_dtype dtype, int64_t tokens, int64_t hidden_size,
                          float *output, int32_t *topk_ids,
@@ -921,55 +986,17 @@ moe_status moe_layer_run(moe_model *model, int32_t layer, const void *hidden,
           (name.empty() ? std::string() : " (" + std::string(name) + ")") +
           " is not supported; hidden must be MOE_DTYPE_F32 or MOE_DTYPE_BF16");
     }
-    if (tokens < 1)
-      return invalid("tokens is " + std::to_string(tokens) +
-                     "; it must be at least 1");
-
-    const moe_model::Layer *entry = model->findLayer(layer);
-    if (!entry) {
-      std::string known;
-      for (const moe_model::Layer &each : model->layers)
-        known += (known.empty() ? "" : ", ") + std::to_string(each.info.layer);
-      return fail(
-          MOE_ERROR_UNKNOWN_LAYER,
-          "moe_layer_run: " + model->folder + " has no layer " +
-              std::to_string(layer) +
-              (known.empty() ? " (it has none)" : " (it has " + known + ")"));
-    }
+    const moe_model::Layer *entry = nullptr;
+    if (moe_status status = checkRun(
+            "moe_layer_run", *model, layer, hidden, dtype == MOE_DTYPE_F32,
+            tokens, hidden_size, output, topk_ids, topk_weights, entry))
+      return status;
     const moe_layer_info &info = entry->info;
-    if (hidden_size != info.hidden_size)
-      return fail(MOE_ERROR_SHAPE, "moe_layer_run: hidden_size is " +
-                                       std::to_string(hidden_size) +
-                                       " but layer " + std::to_string(layer) +
-                                       " of " + model->folder + " has " +
-                                       std::to_string(info.hidden_size));
-
-    // [tokens, H] and [tokens, k] 4-byte elements must be addressable.
-    constexpr uint64_t kMaxElements =
-        static_cast<uint64_t>(std::numeric_limits<ptrdiff_t>::max()) /
-        sizeof(float);
-    uint64_t rows = static_cast<uint64_t>(tokens);
-    uint64_t width = static_cast<uint64_t>(info.hidden_size);
-    uint64_t k = static_cast<uint64_t>(info.top_k);
-    if (rows > kMaxElements / width || rows > kMaxElements / k)
-      return invalid("tokens (" + std::to_string(tokens) + ") x hidden_size (" +
-                     std::to_string(hidden_size) +
-                     ") overflows the address space");
-    size_t elements = static_cast<size_t>(rows * width);
-    size_t routed = static_cast<size_t>(rows * k);
-
-    // The generated code reads and writes whole floats and int32s.
-    auto misaligned = [](const void *pointer) {
-      return reinterpret_cast<uintptr_t>(pointer) % alignof(float) != 0;
-    };
-    if (dtype == MOE_DTYPE_F32 && misaligned(hidden))
-      return invalid("hidden is not aligned to 4 bytes");
-    if (misaligned(output))
-      return invalid("output is not aligned to 4 bytes");
-    if (topk_ids && misaligned(topk_ids))
-      return invalid("topk_ids is not aligned to 4 bytes");
-    if (topk_weights && misaligned(topk_weights))
-      return invalid("topk_weights is not aligned to 4 bytes");
+    // checkRun made sure these products fit.
+    size_t elements =
+        static_cast<size_t>(tokens) * static_cast<size_t>(info.hidden_size);
+    size_t routed =
+        static_cast<size_t>(tokens) * static_cast<size_t>(info.top_k);
 
     // Everything below is per call: no state is shared between threads.
     std::vector<float> converted;
@@ -1013,6 +1040,47 @@ moe_status moe_layer_run(moe_model *model, int32_t layer, const void *hidden,
     uint8_t *workspace = threadWorkspace(static_cast<size_t>(workspaceBytes));
     entry->function(input, tokens, output, topk_ids, topk_weights,
                     model->weights, workspace);
+    return MOE_OK;
+  });
+}
+
+moe_status moe_layer_run_device(moe_model *model, int32_t layer,
+                                const float *hidden, int64_t tokens,
+                                int64_t hidden_size, float *output,
+                                int32_t *topk_ids, float *topk_weights,
+                                void *stream) {
+  return guarded("moe_layer_run_device", [&]() -> moe_status {
+    auto invalid = [](const std::string &message) {
+      return fail(MOE_ERROR_INVALID_ARGUMENT,
+                  "moe_layer_run_device: " + message);
+    };
+    if (!model)
+      return invalid("model is null");
+    if (!model->cuda)
+      return fail(MOE_ERROR_UNSUPPORTED,
+                  "moe_layer_run_device: " + model->folder +
+                      " is open on the cpu, which has no device memory; "
+                      "device buffers need a model opened on 'cuda:N' "
+                      "(moe_layer_run takes host buffers)");
+    if (!hidden)
+      return invalid("hidden is null");
+    if (!output)
+      return invalid("output is null");
+    const moe_model::Layer *entry = nullptr;
+    if (moe_status status = checkRun("moe_layer_run_device", *model, layer,
+                                     hidden, true, tokens, hidden_size, output,
+                                     topk_ids, topk_weights, entry))
+      return status;
+    using moe::runtime::cuda::CUdeviceptr;
+    auto address = [](const void *pointer) {
+      return static_cast<CUdeviceptr>(reinterpret_cast<uintptr_t>(pointer));
+    };
+    std::string error;
+    if (moe_status status = model->cuda->runDevice(
+            static_cast<size_t>(entry - model->layers.data()), address(hidden),
+            tokens, address(output), address(topk_ids), address(topk_weights),
+            static_cast<moe::runtime::cuda::CUstream>(stream), error))
+      return fail(status, std::move(error));
     return MOE_OK;
   });
 }

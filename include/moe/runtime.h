@@ -91,6 +91,37 @@ moe_status moe_layer_run(moe_model *model, int32_t layer, const void *hidden,
                          moe_dtype dtype, int64_t tokens, int64_t hidden_size,
                          float *output, int32_t *topk_ids, float *topk_weights);
 
+/* Runs decoder layer `layer` of a model opened on a CUDA device on buffers
+ * that already live in its device memory (as a framework's GPU tensors do),
+ * with no host copies: `hidden` [tokens, hidden_size] f32 (only f32) and
+ * `output` [tokens, hidden_size] f32, `topk_ids` [tokens, k] int32 and
+ * `topk_weights` [tokens, k] float are device pointers (CUdeviceptr values
+ * cast to pointers), 4-byte aligned; null `topk_ids` / `topk_weights` leave
+ * the routing decision in the model's device scratch. The work is enqueued on
+ * `stream` (a CUstream of the model's device; null means the model's own
+ * stream, which is non-blocking: synchronize it with cuCtxSynchronize or
+ * cudaDeviceSynchronize) and the call returns once it is enqueued, without
+ * waiting: the caller synchronizes the stream before reading `output`, and
+ * must keep the buffers alive until then. Launch errors show up here or in
+ * that synchronization (a kernel fault is sticky: the context's later calls
+ * fail too). The calling thread must have the model's primary context (the
+ * device's, as the CUDA runtime uses it) or no context current; the runtime
+ * pushes and pops it.
+ *
+ * Calls on one model are ordered one after another on the GPU, also across
+ * streams (a call on another stream waits for the previous call's work: they
+ * share the model's workspace); moe_layer_run first waits for them all.
+ * Decode sizes (up to 64 tokens) replay a CUDA graph captured for the call's
+ * layer, token count and buffers (pointers are baked into it); passing the
+ * same buffers every step replays it, new buffers capture another (up to 8
+ * sets per layer and token count are kept). A model on the CPU is
+ * MOE_ERROR_UNSUPPORTED. */
+moe_status moe_layer_run_device(moe_model *model, int32_t layer,
+                                const float *hidden, int64_t tokens,
+                                int64_t hidden_size, float *output,
+                                int32_t *topk_ids, float *topk_weights,
+                                void *stream);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

@@ -385,10 +385,12 @@ static void expected_launch(const layer_desc *layer, int64_t tokens, int index,
 }
 
 /* The log's lines starting with `prefix` (e.g. "launch ") are exactly
- * `layer`'s table at `tokens`, in order, `repeats` times over. */
-static void expect_launch_lines(const char *name, const char *log,
-                                const char *prefix, const layer_desc *layer,
-                                int64_t tokens, int repeats) {
+ * `layer`'s table at `tokens`, in order, `repeats` times over, each line
+ * ending in `suffix` (e.g. " on stream 2"). */
+static void expect_launch_lines_on(const char *name, const char *log,
+                                   const char *prefix, const layer_desc *layer,
+                                   int64_t tokens, int repeats,
+                                   const char *suffix) {
   fake_cuda_launch table[3];
   int count = fake_cuda_table(layer->which, tokens, table) * repeats;
   int found = count_lines(log, prefix);
@@ -398,7 +400,7 @@ static void expect_launch_lines(const char *name, const char *log,
     char expected[256];
     expected_launch(layer, tokens, i % (count / repeats), expected,
                     sizeof(expected));
-    snprintf(want, sizeof(want), "%s%s", prefix, expected);
+    snprintf(want, sizeof(want), "%s%s%s", prefix, expected, suffix);
     nth_line(log, prefix, i, line, sizeof(line));
     snprintf(got, sizeof(got), "%s", line);
     ok = strcmp(want, got) == 0;
@@ -406,6 +408,12 @@ static void expect_launch_lines(const char *name, const char *log,
   check(ok, name,
         "%d '%s' lines (expected %d); expected '%s', got '%s'; log:\n%s", found,
         prefix, count, want, got, log);
+}
+
+static void expect_launch_lines(const char *name, const char *log,
+                                const char *prefix, const layer_desc *layer,
+                                int64_t tokens, int repeats) {
+  expect_launch_lines_on(name, log, prefix, layer, tokens, repeats, "");
 }
 
 /*===----------------------------------------------------------------------===*
@@ -1473,6 +1481,830 @@ static void test_threads(void) {
 }
 
 /*===----------------------------------------------------------------------===*
+ * Device buffers (moe_layer_run_device)
+ *===----------------------------------------------------------------------===*/
+
+/* The fake driver's own entry points, used as a framework uses the driver:
+ * the device's primary context, its own streams and device memory (the
+ * fake's device memory is host memory, so the test fills and reads it
+ * directly, and its kernels run when they are queued, so the results are
+ * there when moe_layer_run_device returns). */
+typedef unsigned long long test_dptr;
+static struct {
+  int (*retain)(void **context, int device);
+  int (*release)(int device);
+  int (*push)(void *context);
+  int (*pop)(void **context);
+  int (*alloc)(test_dptr *pointer, size_t bytes);
+  int (*free)(test_dptr pointer);
+  int (*stream_create)(void **stream, unsigned flags);
+  int (*stream_destroy)(void *stream);
+  int (*stream_id)(void *stream);
+  void (*clobber)(void);
+} fake;
+
+static int load_fake_api(void *handle) {
+  struct {
+    void **slot;
+    const char *name;
+  } symbols[] = {
+      {(void **)&fake.retain, "cuDevicePrimaryCtxRetain"},
+      {(void **)&fake.release, "cuDevicePrimaryCtxRelease_v2"},
+      {(void **)&fake.push, "cuCtxPushCurrent_v2"},
+      {(void **)&fake.pop, "cuCtxPopCurrent_v2"},
+      {(void **)&fake.alloc, "cuMemAlloc_v2"},
+      {(void **)&fake.free, "cuMemFree_v2"},
+      {(void **)&fake.stream_create, "cuStreamCreate"},
+      {(void **)&fake.stream_destroy, "cuStreamDestroy_v2"},
+      {(void **)&fake.stream_id, "fake_cuda_stream_id"},
+      {(void **)&fake.clobber, "fake_cuda_clobber"},
+  };
+  for (size_t i = 0; i < sizeof(symbols) / sizeof(symbols[0]); ++i)
+    if (!handle || !(*symbols[i].slot = dlsym(handle, symbols[i].name)))
+      return 0;
+  return 1;
+}
+
+/* A caller's device buffers for one call. */
+typedef struct {
+  test_dptr hidden, output, ids, weights;
+} dev_buffers;
+
+/* Buffers for `tokens` rows of `layer` (0 on failure). */
+static int alloc_buffers(dev_buffers *b, const layer_desc *layer,
+                         int64_t tokens) {
+  size_t elements = (size_t)(tokens * layer->hidden) * sizeof(float);
+  size_t routed = (size_t)(tokens * layer->top_k) * sizeof(float);
+  memset(b, 0, sizeof(*b));
+  return fake.alloc(&b->hidden, elements) == 0 &&
+         fake.alloc(&b->output, elements) == 0 &&
+         fake.alloc(&b->ids, routed) == 0 &&
+         fake.alloc(&b->weights, routed) == 0;
+}
+
+static void free_buffers(dev_buffers *b) {
+  test_dptr *all[] = {&b->hidden, &b->output, &b->ids, &b->weights};
+  for (int i = 0; i < 4; ++i)
+    if (*all[i])
+      fake.free(*all[i]);
+  memset(b, 0, sizeof(*b));
+}
+
+#define DEV(pointer) ((void *)(uintptr_t)(pointer))
+
+/* Tells the fake kernels `layer`'s sizes. */
+static void set_layer_env(const layer_desc *layer) {
+  char number[32];
+  snprintf(number, sizeof(number), "%lld", (long long)layer->hidden);
+  setenv("MOE_FAKE_CUDA_HIDDEN", number, 1);
+  snprintf(number, sizeof(number), "%d", (int)layer->top_k);
+  setenv("MOE_FAKE_CUDA_TOPK", number, 1);
+}
+
+/* As run_layer, on device buffers: fills `b`'s hidden states, runs `layer`
+ * with moe_layer_run_device on `stream` and checks what the fake kernels
+ * wrote into the caller's buffers (topk_ids / topk_weights only when passed:
+ * otherwise they keep -7). The fake's environment must be set for `layer`. */
+static int run_device_noenv(moe_model *model, const layer_desc *layer,
+                            int64_t tokens, const dev_buffers *b, int want_ids,
+                            int want_weights, void *stream, char *why,
+                            size_t why_size) {
+  size_t elements = (size_t)(tokens * layer->hidden);
+  size_t routed = (size_t)(tokens * layer->top_k);
+  float *hidden = DEV(b->hidden), *output = DEV(b->output);
+  int32_t *ids = DEV(b->ids);
+  float *weights = DEV(b->weights);
+  for (size_t i = 0; i < elements; ++i) {
+    hidden[i] = hidden_value((int64_t)i, (int)tokens + 1);
+    output[i] = -12345.0f;
+  }
+  for (size_t i = 0; i < routed; ++i) {
+    ids[i] = -7;
+    weights[i] = -7.0f;
+  }
+  moe_status status = moe_layer_run_device(
+      model, layer->layer, hidden, tokens, layer->hidden, output,
+      want_ids ? ids : NULL, want_weights ? weights : NULL, stream);
+  if (status != MOE_OK) {
+    snprintf(why, why_size, "status %d (%s): %s", (int)status,
+             moe_status_string(status), moe_last_error());
+    return (int)status;
+  }
+  for (size_t i = 0; i < elements; ++i)
+    if (output[i] != 1.0f + (float)tokens) {
+      snprintf(why, why_size, "output[%zu] = %g, expected %g", i,
+               (double)output[i], (double)(1.0f + (float)tokens));
+      return -1;
+    }
+  for (size_t i = 0; i < routed; ++i) {
+    int32_t id = want_ids ? (int32_t)i : -7;
+    float weight = want_weights ? hidden[i] : -7.0f;
+    if (ids[i] != id || weights[i] != weight) {
+      snprintf(why, why_size, "topk[%zu] = (%d, %g), expected (%d, %g)", i,
+               (int)ids[i], (double)weights[i], (int)id, (double)weight);
+      return -1;
+    }
+  }
+  return 0;
+}
+
+static int device_ok(const char *name, moe_model *model,
+                     const layer_desc *layer, int64_t tokens,
+                     const dev_buffers *b, int want_ids, int want_weights,
+                     void *stream) {
+  char why[1024] = "";
+  set_layer_env(layer);
+  int result = run_device_noenv(model, layer, tokens, b, want_ids, want_weights,
+                                stream, why, sizeof(why));
+  return check(result == 0, name, "%s", why);
+}
+
+/* Runs on device buffers and expects `expected` with a message saying
+ * `needle` and `needle2`. */
+static void expect_device_failure(const char *name, moe_model *model,
+                                  const layer_desc *layer, int64_t tokens,
+                                  const dev_buffers *b, void *stream,
+                                  moe_status expected, const char *needle,
+                                  const char *needle2) {
+  char why[1024] = "";
+  set_layer_env(layer);
+  int result =
+      run_device_noenv(model, layer, tokens, b, 1, 1, stream, why, sizeof(why));
+  const char *message = moe_last_error();
+  if (check(result == (int)expected && contains(message, needle) &&
+                (!needle2 || contains(message, needle2)),
+            name, "got %d (%s), expected status %d saying '%s'%s%s", result,
+            why, (int)expected, needle, needle2 ? " and " : "",
+            needle2 ? needle2 : ""))
+    printf("    %s\n", message);
+}
+
+/* The number at the end of `prefix` in the `index`-th line starting with it
+ * ("event record 7 on stream 2" with prefix "event record " is 7); -1 if
+ * there is no such line. */
+static int number_after(const char *log, const char *prefix, int index) {
+  char line[512];
+  nth_line(log, prefix, index, line, sizeof(line));
+  return line[0] ? atoi(line + strlen(prefix)) : -1;
+}
+
+/* Lines of `log` starting with `prefix` and ending with `suffix`. */
+static int count_lines_on(const char *log, const char *prefix,
+                          const char *suffix) {
+  int count = 0;
+  char line[512];
+  for (int i = 0; i < count_lines(log, prefix); ++i) {
+    nth_line(log, prefix, i, line, sizeof(line));
+    size_t length = strlen(line), tail = strlen(suffix);
+    count += length >= tail && strcmp(line + length - tail, suffix) == 0;
+  }
+  return count;
+}
+
+static void test_device_argument_checks(moe_model *model, const char *cpu,
+                                        const dev_buffers *a) {
+  /* A model on the cpu has no device memory. */
+  moe_model *cpu_model = open_ok("device run: open a cpu folder", cpu, "cpu");
+  if (cpu_model) {
+    float host[FAKE_A_HIDDEN] = {0}, out[FAKE_A_HIDDEN];
+    moe_status status = moe_layer_run_device(
+        cpu_model, FAKE_A_LAYER, host, 1, FAKE_A_HIDDEN, out, NULL, NULL, NULL);
+    check(status == MOE_ERROR_UNSUPPORTED &&
+              contains(moe_last_error(), "moe_layer_run_device: ") &&
+              contains(moe_last_error(), cpu) &&
+              contains(moe_last_error(),
+                       "is open on the cpu, which has no device memory"),
+          "device run: a cpu model is unsupported", "status %d: %s",
+          (int)status, moe_last_error());
+    moe_model_close(cpu_model);
+  }
+
+  float *hidden = DEV(a->hidden), *output = DEV(a->output);
+  int32_t *ids = DEV(a->ids);
+  float *weights = DEV(a->weights);
+  struct {
+    const char *name;
+    moe_model *model;
+    int32_t layer;
+    const float *hidden;
+    int64_t tokens, hidden_size;
+    float *output;
+    int32_t *ids;
+    float *weights;
+    moe_status status;
+    const char *needle;
+  } arguments[] = {
+      {"device run: null model", NULL, FAKE_A_LAYER, hidden, 1, FAKE_A_HIDDEN,
+       output, ids, weights, MOE_ERROR_INVALID_ARGUMENT, "model is null"},
+      {"device run: null hidden", model, FAKE_A_LAYER, NULL, 1, FAKE_A_HIDDEN,
+       output, ids, weights, MOE_ERROR_INVALID_ARGUMENT, "hidden is null"},
+      {"device run: null output", model, FAKE_A_LAYER, hidden, 1, FAKE_A_HIDDEN,
+       NULL, ids, weights, MOE_ERROR_INVALID_ARGUMENT, "output is null"},
+      {"device run: tokens = 0", model, FAKE_A_LAYER, hidden, 0, FAKE_A_HIDDEN,
+       output, ids, weights, MOE_ERROR_INVALID_ARGUMENT,
+       "tokens is 0; it must be at least 1"},
+      {"device run: tokens = -3", model, FAKE_A_LAYER, hidden, -3,
+       FAKE_A_HIDDEN, output, ids, weights, MOE_ERROR_INVALID_ARGUMENT,
+       "tokens is -3"},
+      {"device run: unknown layer", model, 2, hidden, 1, FAKE_A_HIDDEN, output,
+       ids, weights, MOE_ERROR_UNKNOWN_LAYER, "has no layer 2 (it has 1, 3)"},
+      {"device run: hidden size mismatch", model, FAKE_A_LAYER, hidden, 1,
+       FAKE_B_HIDDEN, output, ids, weights, MOE_ERROR_SHAPE,
+       "hidden_size is 8 but layer 1 of "},
+      {"device run: tokens x hidden_size overflow", model, FAKE_A_LAYER, hidden,
+       INT64_MAX / 4, FAKE_A_HIDDEN, output, ids, weights,
+       MOE_ERROR_INVALID_ARGUMENT,
+       "tokens (2305843009213693951) x hidden_size (4) overflows the address "
+       "space"},
+      {"device run: misaligned hidden", model, FAKE_A_LAYER,
+       (const float *)((const char *)hidden + 2), 1, FAKE_A_HIDDEN, output, ids,
+       weights, MOE_ERROR_INVALID_ARGUMENT, "hidden is not aligned to 4 bytes"},
+      {"device run: misaligned output", model, FAKE_A_LAYER, hidden, 1,
+       FAKE_A_HIDDEN, (float *)((char *)output + 1), ids, weights,
+       MOE_ERROR_INVALID_ARGUMENT, "output is not aligned to 4 bytes"},
+      {"device run: misaligned topk_ids", model, FAKE_A_LAYER, hidden, 1,
+       FAKE_A_HIDDEN, output, (int32_t *)((char *)ids + 2), weights,
+       MOE_ERROR_INVALID_ARGUMENT, "topk_ids is not aligned to 4 bytes"},
+      {"device run: misaligned topk_weights", model, FAKE_A_LAYER, hidden, 1,
+       FAKE_A_HIDDEN, output, ids, (float *)((char *)weights + 3),
+       MOE_ERROR_INVALID_ARGUMENT, "topk_weights is not aligned to 4 bytes"},
+  };
+  clear_log();
+  for (size_t i = 0; i < sizeof(arguments) / sizeof(arguments[0]); ++i) {
+    moe_status status = moe_layer_run_device(
+        arguments[i].model, arguments[i].layer, arguments[i].hidden,
+        arguments[i].tokens, arguments[i].hidden_size, arguments[i].output,
+        arguments[i].ids, arguments[i].weights, NULL);
+    char needle[160];
+    snprintf(needle, sizeof(needle), "moe_layer_run_device: %s",
+             arguments[i].needle);
+    check(status == arguments[i].status &&
+              (contains(moe_last_error(), needle) ||
+               (arguments[i].status != MOE_ERROR_INVALID_ARGUMENT &&
+                contains(moe_last_error(), arguments[i].needle))),
+          arguments[i].name, "status %d: %s", (int)status, moe_last_error());
+  }
+  char *log = read_log();
+  check(log[0] == '\0', "device run: bad arguments reach no driver call",
+        "log:\n%s", log);
+  free(log);
+}
+
+/* Calls from several threads, each on its own stream and buffers, mixed with
+ * host runs: the model's mutex and its event chain keep them apart. */
+typedef struct {
+  moe_model *model;
+  void *stream;
+  dev_buffers buffers;
+  int index, failures;
+  char why[1024];
+} device_worker;
+
+/* moe_layer_run of layer A on host buffers, checking the output only; it
+ * leaves the environment alone (other threads read it). */
+static int host_run_noenv(moe_model *model, int64_t tokens, char *why,
+                          size_t why_size) {
+  float hidden[100 * FAKE_A_HIDDEN] = {0}, output[100 * FAKE_A_HIDDEN];
+  moe_status status = moe_layer_run(model, kA.layer, hidden, MOE_DTYPE_F32,
+                                    tokens, kA.hidden, output, NULL, NULL);
+  if (status != MOE_OK) {
+    snprintf(why, why_size, "host run: status %d: %s", (int)status,
+             moe_last_error());
+    return (int)status;
+  }
+  for (int64_t i = 0; i < tokens * kA.hidden; ++i)
+    if (output[i] != 1.0f + (float)tokens) {
+      snprintf(why, why_size, "host run: output[%lld] = %g", (long long)i,
+               (double)output[i]);
+      return -1;
+    }
+  return 0;
+}
+
+static void *device_work(void *argument) {
+  device_worker *self = argument;
+  for (int i = 0; i < 40 && !self->failures; ++i) {
+    int64_t tokens = 1 + (i * 11 + self->index * 5) % 90;
+    int result =
+        i % 5 == 4
+            ? host_run_noenv(self->model, tokens, self->why, sizeof(self->why))
+            : run_device_noenv(self->model, &kA, tokens, &self->buffers,
+                               i % 3 != 0, i % 4 != 0,
+                               i % 2 ? self->stream : NULL, self->why,
+                               sizeof(self->why));
+    if (result != 0)
+      self->failures++;
+  }
+  return NULL;
+}
+
+static void test_device_run(void) {
+  char folder[4096], cpu[4096], maps[4096], name[160];
+  make_cuda_folder(folder, sizeof(folder), "device-run");
+  make_cpu_folder(cpu, sizeof(cpu), "device-run-cpu");
+  make_maps_folder(maps, sizeof(maps), "device-run-maps");
+  reset_env();
+  void *handle = dlopen(fake_driver, RTLD_NOW | RTLD_LOCAL);
+  if (!check(load_fake_api(handle), "device run: the fake driver's API", "%s",
+             handle ? "a symbol is missing" : dlerror()))
+    return;
+
+  /* The caller's side, as a framework has it: the device's primary context
+   * current on this thread, its own streams and buffers. */
+  void *context = NULL, *s1 = NULL, *s2 = NULL;
+  dev_buffers a, b, big;
+  if (!check(fake.retain(&context, 0) == 0 && fake.push(context) == 0 &&
+                 fake.stream_create(&s1, 1) == 0 &&
+                 fake.stream_create(&s2, 1) == 0 &&
+                 alloc_buffers(&a, &kA, 100) && alloc_buffers(&b, &kA, 3) &&
+                 alloc_buffers(&big, &kA, 5000),
+             "device run: the caller's context, streams and buffers", "%s",
+             "a driver call failed"))
+    return;
+
+  setenv("MOE_FAKE_CUDA_LOG_STREAMS", "1", 1);
+  clear_log();
+  moe_model *model = open_ok("device run: open a cuda folder", folder, NULL);
+  if (!model)
+    return;
+  char *log = read_log();
+  char on_model[48], on_s1[48], on_s2[48];
+  snprintf(on_model, sizeof(on_model), " on stream %d",
+           number_after(log, "stream create ", 0));
+  snprintf(on_s1, sizeof(on_s1), " on stream %d", fake.stream_id(s1));
+  snprintf(on_s2, sizeof(on_s2), " on stream %d", fake.stream_id(s2));
+  free(log);
+
+  test_device_argument_checks(model, cpu, &a);
+
+  /* A large call on the caller's stream: the library's launches on that
+   * stream with the caller's buffers (the fake kernels wrote the results
+   * into them), no copies, no waiting, an event recorded after the work. */
+  clear_log();
+  device_ok("device run: layer 1, 100 tokens on the caller's stream", model,
+            &kA, 100, &a, 1, 1, s1);
+  log = read_log();
+  expect_launch_lines_on("device run: the launches are on the caller's stream",
+                         log, "launch ", &kA, 100, 1, on_s1);
+  check(count_lines(log, "htod") == 0 && count_lines(log, "dtoh") == 0 &&
+            count_lines(log, "stream sync") == 0 &&
+            count_lines(log, "graph") == 0 &&
+            count_lines(log, "stream wait event") == 0 &&
+            count_lines(log, "event create") == 4 &&
+            count_lines(log, "alloc ") == 1 &&
+            count_lines_on(log, "event record ", on_s1) == 1 &&
+            count_lines(log, "event record ") == 1 &&
+            line_index(log, "event record ", 0) > line_index(log, "launch ", 2),
+        "device run: no copies, no waiting, only the workspace allocated, "
+        "an event recorded after the launches",
+        "log:\n%s", log);
+  free(log);
+
+  clear_log();
+  device_ok("device run: 100 tokens again", model, &kA, 100, &a, 1, 1, s1);
+  log = read_log();
+  check(count_lines_on(log, "stream wait event ", on_s1) == 1 &&
+            line_index(log, "stream wait event ", 0) <
+                line_index(log, "launch ", 0) &&
+            count_lines(log, "alloc") == 0 &&
+            count_lines(log, "event create") == 0,
+        "device run: a second call waits for the first one's event, "
+        "allocates nothing",
+        "log:\n%s", log);
+  free(log);
+
+  clear_log();
+  device_ok("device run: null topk_ids and topk_weights", model, &kA, 100, &a,
+            0, 0, s1);
+  log = read_log();
+  check(count_lines(log, "alloc ") == 2 &&
+            count_lines_on(log, "launch ", on_s1) == 3,
+        "device run: null topk goes to the model's scratch", "log:\n%s", log);
+  free(log);
+  device_ok("device run: topk_ids only", model, &kA, 100, &a, 1, 0, s1);
+
+  /* A null stream is the model's own; a call on another stream waits for
+   * the previous call's event first. */
+  clear_log();
+  device_ok("device run: null stream", model, &kA, 100, &a, 1, 1, NULL);
+  log = read_log();
+  expect_launch_lines_on("device run: a null stream is the model's stream", log,
+                         "launch ", &kA, 100, 1, on_model);
+  check(count_lines_on(log, "stream wait event ", on_model) == 1 &&
+            count_lines_on(log, "event record ", on_model) == 1,
+        "device run: ordered and marked on the model's stream", "log:\n%s",
+        log);
+  int recorded = number_after(log, "event record ", 0);
+  free(log);
+  clear_log();
+  device_ok("device run: then on a second stream", model, &kA, 100, &a, 1, 1,
+            s2);
+  log = read_log();
+  snprintf(name, sizeof(name), "stream wait event %d%s", recorded, on_s2);
+  check(count_lines(log, name) == 1 &&
+            line_index(log, "stream wait event ", 0) <
+                line_index(log, "launch ", 0) &&
+            count_lines_on(log, "launch ", on_s2) == 3,
+        "device run: another stream waits for the previous call's event",
+        "expected '%s' first; log:\n%s", name, log);
+  free(log);
+
+  /* Decode: captured once on the model's stream, replayed on the caller's,
+   * into the caller's buffers. */
+  clear_log();
+  int all = 1;
+  for (int i = 0; i < 3; ++i)
+    all &=
+        device_ok("device run: decode, 3 tokens", model, &kA, 3, &a, 1, 1, s1);
+  log = read_log();
+  expect_launch_lines_on("device run: captured on the model's stream", log,
+                         "capture ", &kA, 3, 1, on_model);
+  snprintf(name, sizeof(name), "graph launch 3%s", on_s1);
+  check(all && count_lines(log, "graph capture begin") == 1 &&
+            count_lines(log, name) == 3 && count_lines(log, "launch ") == 0 &&
+            count_lines(log, "replay ") == 9 && count_lines(log, "bad") == 0,
+        "device run: one capture, three replays on the caller's stream",
+        "log:\n%s", log);
+  free(log);
+
+  /* Other buffers: pointers are baked into a graph, so another is captured;
+   * the first buffers' graph stays and replays, also on another stream. */
+  float *a_output = DEV(a.output);
+  a_output[0] = -1.0f;
+  clear_log();
+  device_ok("device run: decode into other buffers", model, &kA, 3, &b, 1, 1,
+            s1);
+  check(a_output[0] == -1.0f,
+        "device run: the new buffers' graph does not write the old ones",
+        "a.output[0] = %g", (double)a_output[0]);
+  device_ok("device run: decode into the first buffers again", model, &kA, 3,
+            &a, 1, 1, s1);
+  device_ok("device run: the first buffers on another stream", model, &kA, 3,
+            &a, 1, 1, s2);
+  device_ok("device run: null topk is another set of buffers", model, &kA, 3,
+            &a, 0, 1, s2);
+  log = read_log();
+  snprintf(name, sizeof(name), "graph launch 3%s", on_s2);
+  check(count_lines(log, "graph capture begin") == 2 &&
+            count_lines(log, "graph launch") == 4 &&
+            count_lines(log, name) == 2 && count_lines(log, "bad") == 0,
+        "device run: one graph per set of buffers, replayed on any stream",
+        "log:\n%s", log);
+  free(log);
+
+  /* At most 8 sets of buffers per layer and token count: the least recently
+   * used graph goes. Nine outputs more for (layer 1, 3 tokens), which has
+   * three sets (a, b, a without topk_ids). */
+  test_dptr outputs[9];
+  int allocated = 1;
+  for (int i = 0; i < 9; ++i)
+    allocated &= fake.alloc(&outputs[i], 3 * FAKE_A_HIDDEN * 4) == 0;
+  clear_log();
+  all = allocated;
+  for (int i = 0; i < 9; ++i) {
+    dev_buffers other = a;
+    other.output = outputs[i];
+    all &= device_ok("device run: decode into output i", model, &kA, 3, &other,
+                     1, 1, s1);
+  }
+  log = read_log();
+  check(all && count_lines(log, "graph capture begin") == 9 &&
+            count_lines(log, "graph exec destroy") == 4,
+        "device run: nine more sets of buffers drop the four least recently "
+        "used graphs",
+        "log:\n%s", log);
+  free(log);
+  clear_log();
+  dev_buffers last = a;
+  last.output = outputs[8];
+  device_ok("device run: the most recent set replays", model, &kA, 3, &last, 1,
+            1, s1);
+  device_ok("device run: a dropped set captures again", model, &kA, 3, &b, 1, 1,
+            s1);
+  log = read_log();
+  check(count_lines(log, "graph capture begin") == 1 &&
+            count_lines(log, "graph exec destroy") == 1 &&
+            count_lines(log, "graph launch") == 2,
+        "device run: least recently used", "log:\n%s", log);
+  free(log);
+
+  /* moe_layer_run waits for the queued work before it touches the pool;
+   * then nothing is pending. */
+  clear_log();
+  run_ok("device run: a host run after device runs", model, &kA, MOE_DTYPE_F32,
+         100, 1, 1);
+  run_ok("device run: and another", model, &kA, MOE_DTYPE_BF16, 100, 1, 1);
+  log = read_log();
+  check(count_lines(log, "event sync ") == 1 &&
+            line_index(log, "event sync ", 0) < line_index(log, "htod", 0) &&
+            count_lines(log, "stream wait event") == 0,
+        "device run: moe_layer_run first waits for the last device run",
+        "log:\n%s", log);
+  free(log);
+  clear_log();
+  device_ok("device run: after host runs", model, &kA, 100, &a, 1, 1, s1);
+  log = read_log();
+  check(count_lines(log, "stream wait event") == 0,
+        "device run: after a host run there is nothing to wait for", "log:\n%s",
+        log);
+  free(log);
+
+  /* Growing the pool waits for the queued work before freeing anything
+   * (the fake frees at once: a launch still running would use freed
+   * memory). */
+  device_ok("device run: 3 tokens", model, &kA, 3, &a, 1, 1, s1);
+  clear_log();
+  device_ok("device run: 1000 tokens grow the workspace", model, &kA, 1000,
+            &big, 1, 1, s2);
+  log = read_log();
+  check(count_lines(log, "event sync ") == 1 &&
+            line_index(log, "event sync ", 0) < line_index(log, "free ", 0) &&
+            count_lines(log, "stream wait event") == 0 &&
+            count_lines(log, "graph exec destroy") > 0,
+        "device run: growing the pool waits for queued work, then frees",
+        "log:\n%s", log);
+  free(log);
+
+  /* Context: the caller's primary context current (as now), or none; the
+   * runtime leaves the caller's context stack as it was. */
+  void *popped = NULL;
+  check(fake.pop(&popped) == 0 && popped == context && fake.pop(&popped) != 0,
+        "device run: the caller's context is still current, alone", "%p",
+        popped);
+  device_ok("device run: no context current", model, &kA, 100, &a, 1, 1, s1);
+  check(fake.pop(&popped) != 0, "device run: still no context current", "%s",
+        "a context is current");
+  fake.push(context);
+
+  /* The driver fails. */
+  struct {
+    const char *call;
+    int64_t tokens;
+    moe_status status;
+    const char *needle, *needle2;
+  } failures[] = {
+      {"cuLaunchKernel", 100, MOE_ERROR_DEVICE,
+       "cuLaunchKernel failed: CUDA_ERROR_LAUNCH_FAILED",
+       "layer 1, launch 0 of 3: kernel 'moe_layer_1_route'"},
+      {"cuGraphLaunch", 3, MOE_ERROR_DEVICE, "cuGraphLaunch failed",
+       "(layer 1, 3 tokens)"},
+      {"cuStreamWaitEvent", 100, MOE_ERROR_DEVICE,
+       "cuStreamWaitEvent failed: CUDA_ERROR_INVALID_HANDLE",
+       "layer 1: ordering the call after the model's previous one"},
+      {"cuEventRecord", 100, MOE_ERROR_DEVICE,
+       "cuEventRecord failed: CUDA_ERROR_INVALID_HANDLE",
+       "layer 1, 100 tokens: marking the end of the call"},
+      {"cuCtxPushCurrent_v2", 100, MOE_ERROR_DEVICE, "cuCtxPushCurrent failed",
+       "(layer 1)"},
+      {"cuMemAlloc_v2", 5000, MOE_ERROR_OUT_OF_MEMORY,
+       "cuMemAlloc failed: CUDA_ERROR_OUT_OF_MEMORY", "for the workspace"},
+  };
+  for (size_t i = 0; i < sizeof(failures) / sizeof(failures[0]); ++i) {
+    dev_buffers *buffers = failures[i].tokens > 100 ? &big : &a;
+    setenv("MOE_FAKE_CUDA_FAIL", failures[i].call, 1);
+    clear_log();
+    snprintf(name, sizeof(name), "device run: a failing %s", failures[i].call);
+    expect_device_failure(name, model, &kA, failures[i].tokens, buffers, s1,
+                          failures[i].status, failures[i].needle,
+                          failures[i].needle2);
+    unsetenv("MOE_FAKE_CUDA_FAIL");
+    log = read_log();
+    if (strcmp(failures[i].call, "cuStreamWaitEvent") == 0)
+      check(count_lines(log, "launch ") == 0 && count_lines(log, "graph") == 0,
+            "device run: a failing wait queues nothing", "log:\n%s", log);
+    if (strcmp(failures[i].call, "cuEventRecord") == 0)
+      check(count_lines_on(log, "stream sync", on_s1) == 1,
+            "device run: without its event the call waits for its stream",
+            "log:\n%s", log);
+    free(log);
+    snprintf(name, sizeof(name), "device run: runs again after a failing %s",
+             failures[i].call);
+    clear_log();
+    device_ok(name, model, &kA, failures[i].tokens, buffers, 1, 1, s1);
+    if (strcmp(failures[i].call, "cuEventRecord") == 0) {
+      log = read_log();
+      check(count_lines(log, "stream wait event") == 0,
+            "device run: nothing to wait for after that", "log:\n%s", log);
+      free(log);
+    }
+  }
+
+  /* The wait of moe_layer_run for earlier device runs fails. */
+  device_ok("device run: before a failing wait", model, &kA, 100, &a, 1, 1, s1);
+  setenv("MOE_FAKE_CUDA_FAIL", "cuEventSynchronize", 1);
+  expect_run_failure("device run: moe_layer_run with a failing wait", model,
+                     &kA, 100, MOE_ERROR_DEVICE,
+                     "cuEventSynchronize failed: CUDA_ERROR_LAUNCH_FAILED",
+                     "waiting for the model's earlier moe_layer_run_device "
+                     "work (layer 1)");
+  unsetenv("MOE_FAKE_CUDA_FAIL");
+  run_ok("device run: moe_layer_run after the failing wait", model, &kA,
+         MOE_DTYPE_F32, 100, 1, 1);
+
+  /* A library that breaks the contract: nothing queued. */
+  const char *bad_tables[] = {"zero", "workspace"};
+  const char *bad_needles[] = {"moe_layer_1_launches(", "cannot be negative"};
+  for (int i = 0; i < 2; ++i)
+    for (int decode = 0; decode < 2; ++decode) {
+      int64_t tokens = decode ? 21 : 100;
+      setenv("MOE_FAKE_CUDA_MODEL_BAD", bad_tables[i], 1);
+      clear_log();
+      snprintf(name, sizeof(name), "device run: launch table %s (%lld tokens)",
+               bad_tables[i], (long long)tokens);
+      expect_device_failure(name, model, &kA, tokens, &a, s1, MOE_ERROR_FORMAT,
+                            bad_needles[i], "layer 1");
+      unsetenv("MOE_FAKE_CUDA_MODEL_BAD");
+      log = read_log();
+      check(count_lines(log, "launch ") == 0 &&
+                count_lines(log, "graph launch") == 0 &&
+                count_lines(log, "event record") == 0,
+            "device run: nothing queued for a bad table", "log:\n%s", log);
+      free(log);
+    }
+  device_ok("device run: runs again after bad tables", model, &kA, 21, &a, 1, 1,
+            s1);
+
+  /* Pointers and streams are the caller's: host memory is not device memory
+   * to the (fake) driver, a stream that is none is refused. */
+  float host_hidden[100 * FAKE_A_HIDDEN], host_output[100 * FAKE_A_HIDDEN];
+  int32_t host_ids[100 * FAKE_A_TOPK];
+  float host_weights[100 * FAKE_A_TOPK];
+  dev_buffers host = {(uintptr_t)host_hidden, (uintptr_t)host_output,
+                      (uintptr_t)host_ids, (uintptr_t)host_weights};
+  expect_device_failure("device run: host buffers, 100 tokens", model, &kA, 100,
+                        &host, s1, MOE_ERROR_DEVICE,
+                        "cuLaunchKernel failed: CUDA_ERROR_INVALID_VALUE",
+                        "layer 1, launch 0 of 3");
+  expect_device_failure("device run: host buffers, 4 tokens (a graph)", model,
+                        &kA, 4, &host, s1, MOE_ERROR_DEVICE,
+                        "cuGraphLaunch failed: CUDA_ERROR_INVALID_VALUE",
+                        "layer 1, 4 tokens");
+  int not_a_stream = 0;
+  expect_device_failure("device run: not a stream", model, &kA, 100, &a,
+                        &not_a_stream, MOE_ERROR_DEVICE,
+                        "CUDA_ERROR_INVALID_HANDLE", "layer 1");
+  device_ok("device run: runs again after bad pointers", model, &kA, 100, &a, 1,
+            1, s1);
+
+  /* Threads, each with its own stream and buffers, and host runs. */
+  unsetenv("MOE_FAKE_CUDA_LOG");
+  set_layer_env(&kA);
+  enum { kThreads = 3 };
+  device_worker workers[kThreads];
+  pthread_t threads[kThreads];
+  int started = 0, failures_total = 0;
+  const char *why = "";
+  for (int t = 0; t < kThreads; ++t) {
+    workers[t] = (device_worker){model, NULL, {0}, t, 0, ""};
+    if (fake.stream_create(&workers[t].stream, 1) != 0 ||
+        !alloc_buffers(&workers[t].buffers, &kA, 100))
+      break;
+    if (pthread_create(&threads[t], NULL, device_work, &workers[t]) != 0)
+      break;
+    ++started;
+  }
+  if (started != kThreads) {
+    why = "could not start the threads";
+    failures_total = 1;
+  }
+  for (int t = 0; t < started; ++t) {
+    pthread_join(threads[t], NULL);
+    if (workers[t].failures && !failures_total)
+      why = workers[t].why;
+    failures_total += workers[t].failures;
+  }
+  for (int t = 0; t < kThreads; ++t) {
+    free_buffers(&workers[t].buffers);
+    if (workers[t].stream)
+      fake.stream_destroy(workers[t].stream);
+  }
+  check(failures_total == 0,
+        "device run: 3 threads x 40 device and host runs on one model", "%s",
+        why);
+  setenv("MOE_FAKE_CUDA_LOG", log_path, 1);
+
+  /* Closing waits for queued work before it frees the pool. */
+  device_ok("device run: before closing", model, &kA, 100, &a, 1, 1, s2);
+  clear_log();
+  moe_model_close(model);
+  log = read_log();
+  check(count_lines(log, "event sync ") == 1 &&
+            line_index(log, "event sync ", 0) < line_index(log, "free ", 0) &&
+            count_lines(log, "event destroy") == 4,
+        "device run: closing waits for queued work, destroys the events",
+        "log:\n%s", log);
+  free(log);
+
+  /* Tensor maps (an sm_90a folder): copied on the caller's stream before
+   * the launches, from staging buffers reused only after their call's event
+   * completed (four calls in flight). */
+  setenv("MOE_FAKE_CUDA_CC", "90", 1);
+  model = open_ok("device run: open a folder with tensor maps", maps, NULL);
+  if (model) {
+    fake.clobber();
+    set_map_slots(100);
+    clear_log();
+    device_ok("device run: tensor maps, 100 tokens", model, &kC, 100, &a, 1, 1,
+              s1);
+    log = read_log();
+    check(count_lines(log, "tensor map encode") == 2 &&
+              count_lines_on(log, "htod 128", on_s1) == 2 &&
+              count_lines(log, "htod") == 2 &&
+              line_index(log, "htod 128", 1) < line_index(log, "launch ", 0) &&
+              count_lines_on(log, "launch ", on_s1) == 2 &&
+              count_lines(log, "bad") == 0,
+          "device run: the maps are copied on the caller's stream, before "
+          "the launches",
+          "log:\n%s", log);
+    free(log);
+    clear_log();
+    all = 1;
+    for (int i = 0; i < 6; ++i) {
+      fake.clobber();
+      set_map_slots(3);
+      all &= device_ok("device run: tensor maps, decode after a clobber", model,
+                       &kC, 3, &a, 1, 1, s1);
+    }
+    log = read_log();
+    snprintf(name, sizeof(name), "graph launch 2%s", on_s1);
+    /* Calls 1-3 here use staging slots 1-3, calls 4-6 slots 0-2 again. */
+    check(all && count_lines(log, "event sync ") == 3 &&
+              line_index(log, "event sync ", 0) >
+                  line_index(log, "tensor map encode", 5) &&
+              line_index(log, "event sync ", 0) <
+                  line_index(log, "tensor map encode", 6) &&
+              count_lines_on(log, "htod 128", on_s1) == 12 &&
+              count_lines(log, "graph capture begin") == 1 &&
+              count_lines(log, name) == 6 && count_lines(log, "bad") == 0,
+          "device run: re-encoded and copied before every replay; a staging "
+          "buffer is reused after its call's event",
+          "log:\n%s", log);
+    free(log);
+    unsetenv("MOE_FAKE_CUDA_TENSOR_MAPS");
+    clear_log();
+    for (int i = 0; i < 5; ++i)
+      device_ok("device run: layer 1 of the folder", model, &kA, 3, &a, 1, 1,
+                s1);
+    log = read_log();
+    check(count_lines(log, "event sync") == 0,
+          "device run: a layer without maps never waits on the host",
+          "log:\n%s", log);
+    free(log);
+    set_map_slots(3);
+    setenv("MOE_FAKE_CUDA_FAIL", "cuMemcpyHtoDAsync_v2", 1);
+    setenv("MOE_FAKE_CUDA_FAIL_BYTES", "128", 1);
+    clear_log();
+    expect_device_failure("device run: tensor maps, a failing copy", model, &kC,
+                          3, &a, s1, MOE_ERROR_DEVICE,
+                          "cuMemcpyHtoDAsync failed",
+                          "layer 5: copying tensor map 0 to workspace offset "
+                          "0");
+    unsetenv("MOE_FAKE_CUDA_FAIL");
+    unsetenv("MOE_FAKE_CUDA_FAIL_BYTES");
+    log = read_log();
+    check(count_lines(log, "graph launch") == 0 &&
+              count_lines(log, "launch ") == 0,
+          "device run: tensor maps, nothing launched after a failing copy",
+          "log:\n%s", log);
+    free(log);
+    fake.clobber();
+    device_ok("device run: tensor maps, runs again", model, &kC, 3, &a, 1, 1,
+              s1);
+    unsetenv("MOE_FAKE_CUDA_TENSOR_MAPS");
+    moe_model_close(model);
+  }
+
+  /* A fresh model whose events cannot be created. */
+  model = open_ok("device run: open again", folder, "cuda:0");
+  if (model) {
+    setenv("MOE_FAKE_CUDA_FAIL", "cuEventCreate", 1);
+    expect_device_failure("device run: a failing cuEventCreate", model, &kA,
+                          100, &a, s1, MOE_ERROR_OUT_OF_MEMORY,
+                          "cuEventCreate failed: CUDA_ERROR_OUT_OF_MEMORY",
+                          "(layer 1)");
+    unsetenv("MOE_FAKE_CUDA_FAIL");
+    device_ok("device run: runs after a failing cuEventCreate", model, &kA, 100,
+              &a, 1, 1, s1);
+    moe_model_close(model);
+  }
+
+  /* The caller releases its side; then the fake holds nothing. */
+  free_buffers(&a);
+  free_buffers(&b);
+  free_buffers(&big);
+  for (int i = 0; i < 9; ++i)
+    if (allocated)
+      fake.free(outputs[i]);
+  fake.stream_destroy(s1);
+  fake.stream_destroy(s2);
+  fake.pop(&popped);
+  fake.release(0);
+  expect_released("device run");
+  reset_env();
+  dlclose(handle);
+}
+
+/*===----------------------------------------------------------------------===*
  * main
  *===----------------------------------------------------------------------===*/
 
@@ -1551,6 +2383,7 @@ int main(int argc, char **argv) {
   test_run();
   test_tensor_maps();
   test_threads();
+  test_device_run();
 
   remove_temp_root(root);
   return report_summary();

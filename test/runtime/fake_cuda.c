@@ -22,6 +22,10 @@
  *   topk_weights[i] = hidden[i] for i < tokens*k;
  * - stream capture records launches into a graph; cuGraphLaunch replays them
  *   (re-checking the parameters, so a graph with stale buffers fails);
+ * - work runs when it is queued, so an event is complete once recorded;
+ *   events, waits and synchronizations are logged, so a test sees the order
+ *   the runtime asked for. Streams and events are numbered from 1 in the
+ *   order they are created ("stream create N", "event create N");
  * - cuTensorMapEncodeTiled checks its arguments as cuda.h documents them (and,
  *   stricter than the driver, that the region lies in one live allocation)
  *   and writes a recognizable map (fake_tensor_map below) into the 128 bytes;
@@ -44,8 +48,13 @@
  *   MOE_FAKE_CUDA_HIDDEN=H, MOE_FAKE_CUDA_TOPK=k   what kernels write
  *   MOE_FAKE_CUDA_TENSOR_MAPS=O1,O2,...  workspace offsets where every kernel
  *                              expects an encoded tensor map
+ *   MOE_FAKE_CUDA_LOG_STREAMS=1  lines of work queued on a stream (launch,
+ *                              capture, graph launch, htod, dtoh, event
+ *                              record, stream wait event, stream sync) end
+ *                              with " on stream N"
  * The variables are read at every call, so a test may change them between
  * calls. fake_cuda_live() reports the objects not yet released;
+ * fake_cuda_stream_id() the number of a stream (0: not a live stream);
  * fake_cuda_clobber() overwrites all device memory with garbage, as other
  * kernels reusing the memory would. */
 #define _GNU_SOURCE
@@ -70,6 +79,7 @@ typedef struct CUfunc_st *CUfunction;
 typedef struct CUstream_st *CUstream;
 typedef struct CUgraph_st *CUgraph;
 typedef struct CUgraphExec_st *CUgraphExec;
+typedef struct CUevent_st *CUevent;
 typedef uint32_t cuuint32_t;
 typedef uint64_t cuuint64_t;
 typedef struct {
@@ -186,10 +196,17 @@ struct CUgraphExec_st {
 
 struct CUstream_st {
   int live;
+  int id;
   int capturing;
   int capture_failed;
   CUgraph graph;
   struct CUstream_st *next;
+};
+
+struct CUevent_st {
+  int live;
+  int id;
+  struct CUevent_st *next;
 };
 
 typedef struct allocation {
@@ -207,6 +224,8 @@ static struct CUmod_st *modules;
 static struct CUstream_st *streams;
 static struct CUgraph_st *graphs;
 static struct CUgraphExec_st *execs;
+static struct CUevent_st *events;
+static int stream_count, event_count; /* ids handed out so far */
 
 static __thread CUcontext context_stack[16];
 static __thread int context_depth;
@@ -293,6 +312,24 @@ static int stream_live(CUstream stream) {
     if (s == stream && s->live)
       return 1;
   return 0;
+}
+
+static int event_live(CUevent event) {
+  for (struct CUevent_st *e = events; e; e = e->next)
+    if (e == event && e->live)
+      return 1;
+  return 0;
+}
+
+/* " on stream N" with MOE_FAKE_CUDA_LOG_STREAMS set, else "". Called with
+ * the lock held (it walks the streams). */
+static const char *stream_tag(CUstream stream) {
+  static __thread char tag[48];
+  if (!env_long("MOE_FAKE_CUDA_LOG_STREAMS", 0))
+    return "";
+  snprintf(tag, sizeof(tag), " on stream %d",
+           stream_live(stream) ? stream->id : 0);
+  return tag;
 }
 
 static int function_live(CUfunction function) {
@@ -599,11 +636,12 @@ EXPORT CUresult cuStreamCreate(CUstream *stream, unsigned flags) {
     return OUT_OF_MEMORY;
   s->live = 1;
   pthread_mutex_lock(&lock);
+  s->id = ++stream_count;
   s->next = streams;
   streams = s;
   pthread_mutex_unlock(&lock);
   *stream = s;
-  trace("stream create");
+  trace("stream create %d", s->id);
   return SUCCESS;
 }
 
@@ -629,7 +667,80 @@ EXPORT CUresult cuStreamSynchronize(CUstream stream) {
     stream->capture_failed = 1; /* the driver invalidates the capture */
     result = CAPTURE_UNSUPPORTED;
   }
+  if (result == SUCCESS)
+    trace("stream sync%s", stream_tag(stream));
   pthread_mutex_unlock(&lock);
+  return result;
+}
+
+/* Work runs when it is queued: an event is complete once recorded, and
+ * waiting for one returns at once. What the runtime asked for is logged. */
+EXPORT CUresult cuEventCreate(CUevent *event, unsigned flags) {
+  NEED_CONTEXT();
+  INJECT("cuEventCreate", OUT_OF_MEMORY);
+  if (!event || flags > 0xf)
+    return INVALID_VALUE;
+  struct CUevent_st *e = calloc(1, sizeof(*e));
+  if (!e)
+    return OUT_OF_MEMORY;
+  e->live = 1;
+  pthread_mutex_lock(&lock);
+  e->id = ++event_count;
+  e->next = events;
+  events = e;
+  pthread_mutex_unlock(&lock);
+  *event = e;
+  trace("event create %d", e->id);
+  return SUCCESS;
+}
+
+EXPORT CUresult cuEventRecord(CUevent event, CUstream stream) {
+  NEED_CONTEXT();
+  INJECT("cuEventRecord", INVALID_HANDLE);
+  pthread_mutex_lock(&lock);
+  CUresult result =
+      event_live(event) && stream_live(stream) ? SUCCESS : INVALID_HANDLE;
+  if (result == SUCCESS)
+    trace("event record %d%s", event->id, stream_tag(stream));
+  pthread_mutex_unlock(&lock);
+  return result;
+}
+
+EXPORT CUresult cuEventSynchronize(CUevent event) {
+  NEED_CONTEXT();
+  INJECT("cuEventSynchronize", LAUNCH_FAILED);
+  pthread_mutex_lock(&lock);
+  CUresult result = event_live(event) ? SUCCESS : INVALID_HANDLE;
+  if (result == SUCCESS)
+    trace("event sync %d", event->id);
+  pthread_mutex_unlock(&lock);
+  return result;
+}
+
+EXPORT CUresult cuStreamWaitEvent(CUstream stream, CUevent event,
+                                  unsigned flags) {
+  NEED_CONTEXT();
+  INJECT("cuStreamWaitEvent", INVALID_HANDLE);
+  pthread_mutex_lock(&lock);
+  CUresult result = SUCCESS;
+  if (!event_live(event) || !stream_live(stream))
+    result = INVALID_HANDLE;
+  else if (flags > 1)
+    result = INVALID_VALUE;
+  if (result == SUCCESS)
+    trace("stream wait event %d%s", event->id, stream_tag(stream));
+  pthread_mutex_unlock(&lock);
+  return result;
+}
+
+EXPORT CUresult cuEventDestroy_v2(CUevent event) {
+  NEED_CONTEXT();
+  pthread_mutex_lock(&lock);
+  CUresult result = event_live(event) ? SUCCESS : INVALID_HANDLE;
+  if (result == SUCCESS)
+    event->live = 0; /* kept, so that stale handles are recognized */
+  pthread_mutex_unlock(&lock);
+  trace("event destroy");
   return result;
 }
 
@@ -696,7 +807,7 @@ static CUresult copy(const char *what, CUstream stream, CUdeviceptr device,
     trace("bad %s %zu at %#llx", what, bytes, device);
     return INVALID_VALUE;
   }
-  trace("%s %zu", what, bytes);
+  trace("%s %zu%s", what, bytes, stream_tag(stream));
   return SUCCESS;
 }
 
@@ -863,9 +974,9 @@ EXPORT CUresult cuLaunchKernel(CUfunction function, unsigned gridX,
   describe(&record, text, sizeof(text));
   if (capturing) {
     append(&stream->graph->list, &record);
-    trace("capture %s", text);
+    trace("capture %s%s", text, stream_tag(stream));
   } else {
-    trace("launch %s", text);
+    trace("launch %s%s", text, stream_tag(stream));
     result = execute(&record);
   }
   pthread_mutex_unlock(&lock);
@@ -961,7 +1072,7 @@ EXPORT CUresult cuGraphLaunch(CUgraphExec exec, CUstream stream) {
   if (!exec || !exec->live || !stream_live(stream) || stream->capturing)
     result = INVALID_HANDLE;
   if (result == SUCCESS) {
-    trace("graph launch %d", exec->list.count);
+    trace("graph launch %d%s", exec->list.count, stream_tag(stream));
     for (int i = 0; i < exec->list.count && result == SUCCESS; ++i) {
       char text[512];
       describe(&exec->list.launches[i], text, sizeof(text));
@@ -1112,10 +1223,19 @@ EXPORT void fake_cuda_clobber(void) {
   trace("clobber");
 }
 
+/* The number of a live stream, as "stream create N" logged it; 0 if `stream`
+ * is none. */
+EXPORT int fake_cuda_stream_id(void *stream) {
+  pthread_mutex_lock(&lock);
+  int id = stream_live(stream) ? ((CUstream)stream)->id : 0;
+  pthread_mutex_unlock(&lock);
+  return id;
+}
+
 /* The number of objects not released yet (allocations, modules, streams,
- * graphs, executable graphs, context retains), described in `out`. */
+ * graphs, executable graphs, events, context retains), described in `out`. */
 EXPORT int fake_cuda_live(char *out, size_t size) {
-  int counts[6] = {0};
+  int counts[7] = {0};
   pthread_mutex_lock(&lock);
   for (allocation *a = allocations; a; a = a->next)
     counts[0] += a->live;
@@ -1127,15 +1247,18 @@ EXPORT int fake_cuda_live(char *out, size_t size) {
     counts[3] += g->live;
   for (struct CUgraphExec_st *e = execs; e; e = e->next)
     counts[4] += e->live;
+  for (struct CUevent_st *e = events; e; e = e->next)
+    counts[5] += e->live;
   for (int d = 0; d < MAX_DEVICES; ++d)
-    counts[5] += contexts[d].retained;
+    counts[6] += contexts[d].retained;
   pthread_mutex_unlock(&lock);
   snprintf(out, size,
            "allocations=%d modules=%d streams=%d graphs=%d graph_execs=%d "
-           "context_retains=%d",
-           counts[0], counts[1], counts[2], counts[3], counts[4], counts[5]);
+           "events=%d context_retains=%d",
+           counts[0], counts[1], counts[2], counts[3], counts[4], counts[5],
+           counts[6]);
   int total = 0;
-  for (int i = 0; i < 6; ++i)
+  for (int i = 0; i < 7; ++i)
     total += counts[i];
   return total;
 }
