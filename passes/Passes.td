@@ -46,4 +46,36 @@ def MoEFuseGateUp : Pass<"moe-fuse-gate-up"> {
                            "::mlir::arith::ArithDialect"];
 }
 
+def MoEQuantizeExperts : Pass<"moe-quantize-experts"> {
+  let summary = "weight-only group-wise integer quantization of expert weights (round to nearest)";
+  let description = [{
+    Every gate, up and down weight of routed and shared experts (moe.layer, moe.experts,
+    moe.shared_expert) becomes its quantized storage and the dequantization back to its type;
+    router weights keep their precision. The quantization is recorded, not performed: the
+    weight writer (moe-compile) and the reference evaluator execute moe.quantize, so
+    `moe-run` on the result measures exactly the error the compiled model will have.
+    Weights that are already stored quantized (a moe.dequantize) are left alone.
+    ```mlir
+    %y = moe.experts #moe.ffn<activation = silu> %x, %off gate %w1 up %w3 down %w2
+    // becomes, with bits=8 group-size=32
+    %q, %s = moe.quantize #moe.int_group<bits = 8, group_size = 32, symmetric = true> %w1
+        : (tensor<8x32x64xbf16>) -> (tensor<8x32x64xi8>, tensor<8x32x2xf32>)
+    %w1q = moe.dequantize #moe.int_group<bits = 8, group_size = 32, symmetric = true> %q, %s
+        : (tensor<8x32x64xi8>, tensor<8x32x2xf32>) -> tensor<8x32x64xbf16>
+    ... (the same for %w3 and %w2)
+    %y = moe.experts #moe.ffn<activation = silu> %x, %off gate %w1q up %w3q down %w2q
+    ```
+    A group size that does not divide a weight's input dimension is an error at the op.
+  }];
+  let options = [
+    Option<"bits", "bits", "int64_t", "8", "bits per weight: 8 or 4">,
+    Option<"groupSize", "group-size", "int64_t", "128",
+           "input columns sharing one scale (must divide every quantized weight's input "
+           "dimension)">,
+    Option<"symmetric", "symmetric", "bool", "true",
+           "symmetric (scale only) or asymmetric (scale and zero point) levels">,
+  ];
+  let dependentDialects = ["::mlir::moe::MoEDialect"];
+}
+
 #endif // MOE_PASSES_TD

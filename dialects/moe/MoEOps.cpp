@@ -261,6 +261,21 @@ LogicalResult DequantizeOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// QuantizeOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult QuantizeOp::verify() {
+  // Only encodings with a quantizer: a pass may not invent fp8 or mxfp4
+  // storage the weight writer cannot produce.
+  if (!isa<IntGroupEncodingAttr>(getEncoding()))
+    return emitOpError() << "has no quantizer for encoding " << getEncoding()
+                         << "; only #moe.int_group can be produced";
+  return getEncoding().verifyStorage([&] { return emitOpError(); },
+                                     getStorage().getTypes(),
+                                     getInput().getType());
+}
+
+//===----------------------------------------------------------------------===//
 // RouteOp
 //===----------------------------------------------------------------------===//
 

@@ -73,6 +73,32 @@ def MoE_DequantizeOp : MoE_Op<"dequantize", [Pure]> {
   let hasVerifier = 1;
 }
 
+def MoE_QuantizeOp : MoE_Op<"quantize", [Pure]> {
+  let summary = "the stored (quantized) tensors of a logical weight";
+  let description = [{
+    The inverse of `moe.dequantize`, recorded by quantization passes and executed where weights
+    are written (the weight packer) or evaluated (the reference evaluator), never on a device:
+    weights do not enter the IR. `#moe.int_group` rounds each group of `group_size` input
+    columns of each row to the nearest of 2^bits levels: symmetric with scale max|w| / qmax
+    (qmax = 127 or 7) and values in [-qmax, qmax]; asymmetric with scale (max - min) /
+    (2^bits - 1), zero point round(-min / scale) and values in [0, 2^bits - 1]. 4-bit values
+    are packed two per byte, low nibble first.
+
+    ```mlir
+    %q, %s = moe.quantize #moe.int_group<bits = 8, group_size = 128, symmetric = true> %w
+        : (tensor<8x14336x4096xbf16>) -> (tensor<8x14336x4096xi8>, tensor<8x14336x32xf32>)
+    %wq = moe.dequantize #moe.int_group<bits = 8, group_size = 128, symmetric = true> %q, %s
+        : (tensor<8x14336x4096xi8>, tensor<8x14336x32xf32>) -> tensor<8x14336x4096xbf16>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$input, MoE_EncodingAttr:$encoding);
+  let results = (outs Variadic<AnyRankedTensor>:$storage);
+  let assemblyFormat = [{
+    $encoding $input attr-dict `:` functional-type($input, $storage)
+  }];
+  let hasVerifier = 1;
+}
+
 //===----------------------------------------------------------------------===//
 // Explicit pieces: route -> dispatch -> experts -> combine
 //===----------------------------------------------------------------------===//

@@ -158,3 +158,69 @@ FailureOr<RefTensor> reference::dequantize(
                    << encoding;
           });
 }
+
+FailureOr<SmallVector<RefTensor>>
+reference::quantize(EmitErrorFn emitError, WeightEncodingAttrInterface encoding,
+                    const RefTensor &input, TypeRange storageTypes) {
+  auto quant = dyn_cast<IntGroupEncodingAttr>(encoding);
+  if (!quant)
+    return emitError() << "has no quantizer for encoding " << encoding,
+           failure();
+  int64_t bits = quant.getBits(), group = quant.getGroupSize();
+  bool symmetric = quant.getSymmetric(), packed = bits == 4;
+  int64_t rank = input.rank();
+  int64_t rows = input.dim(rank - 2), cols = input.dim(rank - 1);
+  int64_t batches = input.numel() / (rows * cols), groups = cols / group;
+  SmallVector<RefTensor> storage;
+  for (Type type : storageTypes)
+    storage.emplace_back(cast<RankedTensorType>(type).getShape());
+  RefTensor &values = storage[0], &scales = storage[1];
+  Type scaleType = cast<RankedTensorType>(storageTypes[1]).getElementType();
+  // Symmetric: [-qmax, qmax] around 0. Asymmetric: 2^bits levels from the
+  // group's min to its max (both widened to include 0, so 0 is exact); 8-bit
+  // values and zero points are shifted by -128 to fit a signed byte, 4-bit ones
+  // stay unsigned nibbles (as moe.dequantize reads them).
+  double qmax = double((int64_t(1) << (bits - 1)) - 1);
+  double levels = double((int64_t(1) << bits) - 1);
+  double shift = !symmetric && !packed ? 128.0 : 0.0;
+  std::vector<double> q(cols);
+  for (int64_t b = 0; b < batches; ++b)
+    for (int64_t r = 0; r < rows; ++r) {
+      const double *w = input.data.data() + (b * rows + r) * cols;
+      for (int64_t g = 0; g < groups; ++g) {
+        const double *v = w + g * group;
+        double lo = 0.0, hi = 0.0;
+        for (int64_t i = 0; i < group; ++i) {
+          lo = std::min(lo, v[i]);
+          hi = std::max(hi, v[i]);
+        }
+        double range =
+            symmetric ? std::max(-lo, hi) / qmax : (hi - lo) / levels;
+        // The scale is stored in its type; rounding uses the stored value so
+        // dequantization reproduces exactly what was chosen here.
+        double scale = range > 0 ? roundToType(scaleType, range) : 1.0;
+        double zero = symmetric ? 0.0 : std::nearbyint(-lo / scale);
+        int64_t at = (b * rows + r) * groups + g;
+        scales.data[at] = scale;
+        if (!symmetric)
+          storage[2].data[at] = zero - shift;
+        for (int64_t i = 0; i < group; ++i) {
+          double level = std::nearbyint(v[i] / scale) + zero;
+          level = symmetric ? std::clamp(level, -qmax, qmax)
+                            : std::clamp(level, 0.0, levels);
+          q[g * group + i] = level - shift;
+        }
+      }
+      double *out =
+          values.data.data() + (b * rows + r) * (packed ? cols / 2 : cols);
+      if (!packed) {
+        std::copy(q.begin(), q.end(), out);
+        continue;
+      }
+      for (int64_t c = 0; c < cols; c += 2) {
+        int byte = (int(q[c]) & 0xF) | ((int(q[c + 1]) & 0xF) << 4);
+        out[c / 2] = byte >= 128 ? byte - 256 : byte; // as a signed i8
+      }
+    }
+  return storage;
+}

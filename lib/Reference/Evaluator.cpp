@@ -222,6 +222,16 @@ LogicalResult Interpreter::run(Operation *op) {
         bind(dequant.getResult(), std::move(*result));
         return success();
       })
+      .Case([&](QuantizeOp quant) -> LogicalResult {
+        FailureOr<SmallVector<RefTensor>> storage =
+            quantize(emitError, quant.getEncoding(), get(quant.getInput()),
+                     quant.getStorage().getTypes());
+        if (failed(storage))
+          return failure();
+        for (auto [result, tensor] : llvm::zip(quant.getStorage(), *storage))
+          bind(result, std::move(tensor));
+        return success();
+      })
       .Case([&](RouteOp routeOp) -> LogicalResult {
         Routing routed =
             route(routeOp.getRouting(), get(routeOp.getInput()),

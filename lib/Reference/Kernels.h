@@ -75,6 +75,12 @@ FailureOr<RefTensor> dequantize(EmitErrorFn emitError,
                                 llvm::ArrayRef<const RefTensor *> storage,
                                 RankedTensorType resultType);
 
+/// moe.quantize: the stored tensors of `input` under `encoding` (only
+/// #moe.int_group has a quantizer), as their types `storageTypes` hold them.
+FailureOr<llvm::SmallVector<RefTensor>>
+quantize(EmitErrorFn emitError, WeightEncodingAttrInterface encoding,
+         const RefTensor &input, TypeRange storageTypes);
+
 /// tensor.concat of `parts` along `dim`.
 RefTensor concat(llvm::ArrayRef<const RefTensor *> parts, int64_t dim);
 

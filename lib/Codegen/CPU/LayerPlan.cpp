@@ -71,8 +71,8 @@ FailureOr<LayerPlan> cpu::buildLayerPlan(func::FuncOp function) {
     else if (isa<LayerOp>(op))
       return op.emitOpError()
              << "must be decomposed (moe-decompose) before CPU code generation";
-    else if (!isa<WeightOp, DequantizeOp, tensor::ConcatOp, arith::ConstantOp,
-                  func::ReturnOp>(op))
+    else if (!isa<WeightOp, DequantizeOp, QuantizeOp, tensor::ConcatOp,
+                  arith::ConstantOp, func::ReturnOp>(op))
       return op.emitOpError() << "is not supported by the CPU code generator";
     if (failed(result))
       return failure();

@@ -50,6 +50,33 @@ public:
       return reference::dequantize([&] { return dequant.emitOpError(); },
                                    dequant.getEncoding(), pointers, type);
     }
+    if (auto quant = value.getDefiningOp<QuantizeOp>()) {
+      // A quantization recorded by a pass runs here, on this expert's slice
+      // (it works row by row, so slicing commutes with it); dequantize asks
+      // for each stored tensor in turn, so the last result is kept.
+      auto key = std::make_pair(quant.getOperation(), expert);
+      if (cachedKey != key) {
+        FailureOr<RefTensor> input = get(quant.getInput(), expert);
+        if (failed(input))
+          return failure();
+        SmallVector<Type> types;
+        for (Type type : quant.getStorage().getTypes()) {
+          auto tensor = cast<RankedTensorType>(type);
+          types.push_back(expert >= 0 ? RankedTensorType::get(
+                                            tensor.getShape().drop_front(),
+                                            tensor.getElementType())
+                                      : tensor);
+        }
+        FailureOr<SmallVector<RefTensor>> storage =
+            reference::quantize([&] { return quant.emitOpError(); },
+                                quant.getEncoding(), *input, types);
+        if (failed(storage))
+          return failure();
+        cached = std::move(*storage);
+        cachedKey = key;
+      }
+      return cached[cast<OpResult>(value).getResultNumber()];
+    }
     if (auto concatOp = value.getDefiningOp<tensor::ConcatOp>()) {
       // An expert's slice of a concatenation along a later dimension is the
       // concatenation of the parts' slices.
@@ -84,12 +111,14 @@ public:
     }
     return emitError(value.getLoc())
            << "the CPU code generator reads weights only from "
-              "moe.weight, moe.dequantize, tensor.concat and "
+              "moe.weight, moe.dequantize, moe.quantize, tensor.concat and "
               "constants";
   }
 
 private:
   const ::moe::Checkpoint &checkpoint;
+  std::pair<Operation *, int64_t> cachedKey{nullptr, 0};
+  SmallVector<RefTensor> cached;
 };
 
 /// Appends `value` as `dtype` (BF16 or F32) to `bytes`.

@@ -378,3 +378,23 @@ func.func @f(%s0: tensor<32x64xi8>, %s1: tensor<32x2xf32>) {
       : (tensor<32x64xi8>, tensor<32x2xf32>) -> tensor<32x64xi8>
   return
 }
+
+// -----
+
+// moe.quantize can only produce encodings that have a quantizer.
+func.func @f(%w: tensor<256x512xbf16>) {
+  // expected-error @+1 {{'moe.quantize' op has no quantizer for encoding #moe.fp8_block<128, 128>; only #moe.int_group can be produced}}
+  %q:2 = moe.quantize #moe.fp8_block<128, 128> %w
+      : (tensor<256x512xbf16>) -> (tensor<256x512xf8E4M3FN>, tensor<2x4xf32>)
+  return
+}
+
+// -----
+
+// moe.quantize checks its results through the encoding, as moe.dequantize checks operands.
+func.func @f(%w: tensor<32x64xbf16>) {
+  // expected-error @+1 {{'moe.quantize' op int_group scales must end in 32x2}}
+  %q:2 = moe.quantize #moe.int_group<bits = 8, group_size = 32> %w
+      : (tensor<32x64xbf16>) -> (tensor<32x64xi8>, tensor<32x4xf32>)
+  return
+}

@@ -483,3 +483,15 @@ func.func @layer_attrs(%x: tensor<16x64xf32>, %wg: tensor<8x64xf32>, %g: tensor<
          tensor<8x64x32xf32>) -> tensor<16x64xf32>
   return
 }
+
+// moe.quantize: the stored tensors of a weight, recorded by a quantization pass.
+// CHECK-LABEL: func.func @quantize
+func.func @quantize(%w: tensor<8x32x64xbf16>, %v: tensor<32x64xf32>) {
+  // CHECK: moe.quantize #moe.int_group<bits = 4, group_size = 32, symmetric = false> %{{.*}} : (tensor<8x32x64xbf16>) -> (tensor<8x32x32xi8>, tensor<8x32x2xf32>, tensor<8x32x2xf32>)
+  %a:3 = moe.quantize #moe.int_group<bits = 4, group_size = 32, symmetric = false> %w
+      : (tensor<8x32x64xbf16>) -> (tensor<8x32x32xi8>, tensor<8x32x2xf32>, tensor<8x32x2xf32>)
+  // CHECK: moe.quantize #moe.int_group<bits = 8, group_size = 64> %{{.*}} : (tensor<32x64xf32>) -> (tensor<32x64xi8>, tensor<32x1xf32>)
+  %b:2 = moe.quantize #moe.int_group<bits = 8, group_size = 64> %v
+      : (tensor<32x64xf32>) -> (tensor<32x64xi8>, tensor<32x1xf32>)
+  return
+}
