@@ -22,6 +22,7 @@
 #include "lib/Target/CPU/CpuTarget.h"
 #include "lib/Target/CUDA/CudaTarget.h"
 #include "passes/Passes.h"
+#include "tools/moe-compile/TransformReport.h"
 
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
 #include "mlir/IR/BuiltinOps.h"
@@ -32,11 +33,13 @@
 #include "mlir/InitAllPasses.h"
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
+#include "mlir/Pass/PassRegistry.h"
 #include "mlir/Transforms/Passes.h"
 
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/CommandLine.h"
 #include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Format.h"
 #include "llvm/Support/InitLLVM.h"
 #include "llvm/Support/Path.h"
 #include "llvm/Support/SHA256.h"
@@ -72,6 +75,20 @@ static cl::opt<bool> layoutOnly(
              "where the folder runs (bench/gpu/fill_weights.py); for timing "
              "shapes too large to copy. Needs no checkpoint for a .mlir input"),
     cl::init(false));
+
+static cl::opt<std::string> userPasses(
+    "passes",
+    cl::desc("transformations to apply first, as a pass pipeline, e.g. "
+             "\"moe-quantize-experts{bits=4 group-size=64}\"; writes "
+             "OUT/report.json (weight bytes before and after per layer, and "
+             "with --calibration the output error and routing agreement)"),
+    cl::value_desc("pipeline"));
+static cl::opt<std::string> calibrationPath(
+    "calibration",
+    cl::desc("safetensors file of calibration hidden states "
+             "(layer<N>.hidden_states or hidden_states, [T, H]) on which "
+             "--passes' effect is measured"),
+    cl::value_desc("file"));
 
 static constexpr const char *kCompilerVersion = "moec 0.1.0";
 
@@ -199,6 +216,48 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
                                  const Target &choice) {
   const CpuTarget &target = choice.cpu;
   MLIRContext *context = module.getContext();
+  auto path = [&](llvm::StringRef name) {
+    SmallString<256> p(folder);
+    llvm::sys::path::append(p, name);
+    return std::string(p);
+  };
+  // The user's transformations, measured against the module before them.
+  if (!userPasses.empty()) {
+    OwningOpRef<ModuleOp> original = module.clone();
+    PassManager user(context);
+    std::string errors;
+    llvm::raw_string_ostream errorStream(errors);
+    if (failed(parsePassPipeline(userPasses, user, errorStream)))
+      return module.emitError() << "--passes: " << errors;
+    if (failed(user.run(module)))
+      return failure();
+    if (!checkpoint && !calibrationPath.empty())
+      return module.emitError()
+             << "--calibration needs the checkpoint's weights (not with "
+                "--layout-only)";
+    FailureOr<nlohmann::ordered_json> report = buildTransformReport(
+        *original, module, *checkpoint, calibrationPath, userPasses);
+    if (failed(report))
+      return failure();
+    for (const auto &layer : (*report)["layers"]) {
+      llvm::outs() << "layer " << layer["layer"].get<int64_t>() << ": weights "
+                   << layer["weight_bytes_before"].get<uint64_t>() << " -> "
+                   << layer["weight_bytes_after"].get<uint64_t>() << " bytes";
+      if (layer.contains("rel_err"))
+        llvm::outs() << ", calibration ("
+                     << layer["calibration_tokens"].get<int64_t>()
+                     << " tokens): rel_err="
+                     << llvm::format("%.3e", layer["rel_err"].get<double>())
+                     << " routing_agreement="
+                     << llvm::format("%.4f",
+                                     layer["routing_agreement"].get<double>());
+      llvm::outs() << "\n";
+    }
+    if (failed(writeFile(path("report.json"), report->dump(2) + "\n")))
+      return module.emitError() << "cannot write " << path("report.json");
+  } else if (!calibrationPath.empty()) {
+    return module.emitError() << "--calibration measures --passes; none given";
+  }
   // Block level -> explicit pieces.
   PassManager pm(context);
   pm.addPass(createCanonicalizerPass());
@@ -239,11 +298,6 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
       return failure();
     packed.push_back(*layer);
   }
-  auto path = [&](llvm::StringRef name) {
-    SmallString<256> p(folder);
-    llvm::sys::path::append(p, name);
-    return std::string(p);
-  };
   FailureOr<std::string> hash = failure();
   if (checkpoint) {
     hash = packer.write(path("weights.safetensors"), module.getLoc());
@@ -378,6 +432,7 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   registerAllPasses();
+  registerMoEPasses();
   cl::ParseCommandLineOptions(
       argc, argv,
       "moe-compile: compile MoE layers ahead of time into a shared "
