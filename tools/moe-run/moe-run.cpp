@@ -42,6 +42,7 @@
 #include <chrono>
 #include <cmath>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 
 using namespace mlir;
@@ -78,10 +79,20 @@ static cl::opt<int64_t>
     layerIndex("layer",
                cl::desc("decoder-layer index, as in the checkpoint's "
                         "tensor names"),
-               cl::value_desc("N"), cl::Required);
+               cl::value_desc("N"), cl::init(-1));
 static cl::opt<std::string>
     inputPath("input", cl::desc("safetensors file with hidden_states"),
-              cl::value_desc("file"), cl::Required);
+              cl::value_desc("file"));
+static cl::opt<unsigned> calibrationTokens(
+    "calibration-tokens",
+    cl::desc("on a checkpoint folder: write calibration hidden states, the "
+             "token embeddings of N token ids drawn uniformly (--seed), to "
+             "--output (for moe-compile --calibration)"),
+    cl::value_desc("N"), cl::init(0));
+static cl::opt<unsigned> seed("seed",
+                              cl::desc("with --calibration-tokens: the "
+                                       "random seed of the token ids"),
+                              cl::init(0));
 static cl::opt<std::string> outputPath("output",
                                        cl::desc("safetensors file to write"),
                                        cl::value_desc("file"), cl::Required);
@@ -371,6 +382,66 @@ static int runCompiled() {
   return 0;
 }
 
+/// --calibration-tokens N: the embeddings of N random token ids of the
+/// checkpoint at modulePath, as hidden_states [N, H] F32 (and the ids as
+/// token_ids [N] I32), for measuring transformations (moe-compile
+/// --calibration) without any other tool.
+static int writeCalibration() {
+  if (!llvm::sys::fs::is_directory(modulePath) ||
+      !llvm::sys::fs::exists(modulePath + "/config.json"))
+    return fail("--calibration-tokens needs a checkpoint folder (with "
+                "config.json); " +
+                modulePath + " is not one");
+  auto checkpoint = ::moe::Checkpoint::open(modulePath);
+  if (!checkpoint)
+    return fail(llvm::toString(checkpoint.takeError()));
+  // The token embedding: model.embed_tokens.weight, or a multimodal model's
+  // language_model... variant (the shortest name wins).
+  std::string name;
+  for (const std::string &candidate : (*checkpoint)->getTensorNames())
+    if (llvm::StringRef(candidate).ends_with("embed_tokens.weight") &&
+        (name.empty() || candidate.size() < name.size()))
+      name = candidate;
+  if (name.empty())
+    return fail(modulePath + ": no token embedding (a tensor named "
+                             "'...embed_tokens.weight')");
+  auto entry = (*checkpoint)->get(name);
+  if (!entry)
+    return fail(llvm::toString(entry.takeError()));
+  const ::moe::TensorInfo &tensor = *entry->tensor;
+  if (tensor.shape.size() != 2 || tensor.shape[0] < 1 ||
+      (tensor.dtype != MOE_DTYPE_F32 && tensor.dtype != MOE_DTYPE_BF16 &&
+       tensor.dtype != MOE_DTYPE_F16))
+    return fail(modulePath + ": " + name +
+                " must be a 2-D [vocab, hidden] F32, BF16 or F16 tensor");
+  int64_t vocab = tensor.shape[0], hidden = tensor.shape[1];
+  int64_t tokens = calibrationTokens;
+  llvm::ArrayRef<uint8_t> bytes = entry->file->getData(tensor);
+  std::mt19937_64 random(seed);
+  std::uniform_int_distribution<int64_t> pick(0, vocab - 1);
+  std::vector<int32_t> ids(tokens);
+  std::vector<float> states(tokens * hidden);
+  for (int64_t t = 0; t < tokens; ++t) {
+    ids[t] = int32_t(pick(random));
+    for (int64_t h = 0; h < hidden; ++h)
+      states[t * hidden + h] = float(
+          ::moe::loadElement(tensor.dtype, bytes.data(), ids[t] * hidden + h));
+  }
+  auto bytesOf = [](const auto &values) {
+    return llvm::ArrayRef<uint8_t>(
+        reinterpret_cast<const uint8_t *>(values.data()),
+        values.size() * sizeof(values[0]));
+  };
+  std::vector<::moe::SafetensorsWriter::Tensor> out = {
+      {"hidden_states", MOE_DTYPE_F32, {tokens, hidden}, bytesOf(states)},
+      {"token_ids", MOE_DTYPE_I32, {tokens}, bytesOf(ids)}};
+  if (llvm::Error error = ::moe::SafetensorsWriter::writeFile(outputPath, out))
+    return fail(llvm::toString(std::move(error)));
+  llvm::outs() << "wrote " << tokens << " calibration tokens (" << name
+               << ") -> " << outputPath << "\n";
+  return 0;
+}
+
 int main(int argc, char **argv) {
   llvm::InitLLVM init(argc, argv);
   cl::ParseCommandLineOptions(
@@ -379,6 +450,12 @@ int main(int argc, char **argv) {
       "evaluate one of a moe dialect module with the float64 reference "
       "evaluator\n");
 
+  if (calibrationTokens)
+    return writeCalibration();
+  if (layerIndex < 0)
+    return fail("--layer N is required (the decoder layer to run)");
+  if (inputPath.empty())
+    return fail("--input is required (a safetensors file with hidden_states)");
   if (llvm::sys::fs::is_directory(modulePath))
     return runCompiled();
   if (weightsDir.empty())
