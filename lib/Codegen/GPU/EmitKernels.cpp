@@ -175,6 +175,13 @@ struct KernelContext {
   int64_t k() const { return plan.topK; }
   int64_t H() const { return plan.hidden; }
 
+  /// The parameters as memrefs: hidden and output [T, H] f32, topk_ids and
+  /// topk_weights [T*k] (i32, f32).
+  Value hiddenView() { return tokenRows(hidden); }
+  Value outputView() { return tokenRows(output); }
+  Value idsView() { return slotVector(ids, ir.b.getI32Type()); }
+  Value topkWeightsView() { return slotVector(topkWeights, ir.f32()); }
+
   /// A view of scratch buffer `buffer` as memref<rows x columns x element>
   /// (columns omitted for 1-D).
   Value scratchView(DeviceScratch::Buffer buffer, Type element,
@@ -194,6 +201,14 @@ struct KernelContext {
         ir.add(offsets[DeviceScratch::Meta], i64c(ir, which * (E() + 1) * 4));
     return viewOf(ir.b, workspace, 0, {E() + 1}, ir.b.getI32Type(), Value(),
                   base);
+  }
+  Value tokenRows(Value pointer) {
+    return viewOf(ir.b, pointer, 0, {ShapedType::kDynamic, H()}, ir.f32(),
+                  tokens64);
+  }
+  Value slotVector(Value pointer, Type element) {
+    return viewOf(ir.b, pointer, 0, {ShapedType::kDynamic}, element,
+                  toI64(ir, slots));
   }
   Value weight(const PackedTensor &t) {
     return viewOf(ir.b, weights, int64_t(t.offset), t.shape,
@@ -324,9 +339,8 @@ void routeLogits(KernelContext &kc) {
   Value lane = arith::RemUIOp::create(ir.b, tid, ir.idx(32));
   Value t = arith::DivUIOp::create(ir.b, warp, ir.idx(columns));
   Value e = arith::RemUIOp::create(ir.b, warp, ir.idx(columns));
-  int64_t dyn = ShapedType::kDynamic;
   ir.ifThen(ir.cmpi(arith::CmpIPredicate::ult, t, kc.T), [&](IR &ir) {
-    Value x = viewOf(ir.b, kc.hidden, 0, {dyn, H}, ir.f32(), kc.tokens64);
+    Value x = kc.hiddenView();
     Value router = kc.weight(*kc.packed.router);
     auto dotWith = [&](IR &ir, Value w, Value row) {
       Value partial = ir.forLoop(
@@ -389,10 +403,7 @@ void routeSelect(KernelContext &kc) {
     SmallVector<Value> chosen, chosenWeights;
     RoutingEmitter(ir, kc.plan.routing, E)
         .emit(logits, correction, chosen, chosenWeights);
-    int64_t dyn = ShapedType::kDynamic;
-    Value slots64 = toI64(ir, kc.slots);
-    Value ids = viewOf(ir.b, kc.ids, 0, {dyn}, ir.b.getI32Type(), slots64);
-    Value weights = viewOf(ir.b, kc.topkWeights, 0, {dyn}, ir.f32(), slots64);
+    Value ids = kc.idsView(), weights = kc.topkWeightsView();
     Value rank = kc.scratchView(DeviceScratch::Rank, ir.b.getI32Type());
     Value counts = kc.meta(0);
     for (int64_t j = 0; j < k; ++j) {
@@ -436,8 +447,7 @@ void dispatchRank(KernelContext &kc) {
   Value capacity = arith::TruncIOp::create(
       ir.b, ir.b.getI32Type(),
       ir.select(below, ir.add(floor, i64c(ir, 1)), floor));
-  int64_t dyn = ShapedType::kDynamic;
-  Value ids = viewOf(ir.b, kc.ids, 0, {dyn}, ir.b.getI32Type(), slots64);
+  Value ids = kc.idsView();
   Value rank = kc.scratchView(DeviceScratch::Rank, ir.b.getI32Type());
   Value counts = kc.meta(0);
   ir.forLoop(kc.threadId(), ir.idx(E), ir.idx(256), {},
@@ -516,13 +526,11 @@ void copyRowToBF16(KernelContext &kc, Value x, Value from, Value dst, Value to,
 /// dispatch_scatter: block s places slot s's token at its expert's row.
 void dispatchScatter(KernelContext &kc) {
   IR &ir = kc.ir;
-  int64_t k = kc.k(), H = kc.H();
-  int64_t dyn = ShapedType::kDynamic;
+  int64_t k = kc.k();
   Value s = kc.blockId();
   Value t = arith::DivUIOp::create(ir.b, s, ir.idx(k));
-  Value x = viewOf(ir.b, kc.hidden, 0, {dyn, H}, ir.f32(), kc.tokens64);
-  Value slots64 = toI64(ir, kc.slots);
-  Value ids = viewOf(ir.b, kc.ids, 0, {dyn}, ir.b.getI32Type(), slots64);
+  Value x = kc.hiddenView();
+  Value ids = kc.idsView();
   Value rank = kc.scratchView(DeviceScratch::Rank, ir.b.getI32Type());
   Value rowOf = kc.scratchView(DeviceScratch::Row, ir.b.getI32Type());
   Value r = ir.load(rank, {s});
@@ -530,17 +538,16 @@ void dispatchScatter(KernelContext &kc) {
   Value e = ir.toIndex(ir.select(used, ir.load(ids, {s}), ir.i32(0)));
   Value row32 =
       ir.select(used, ir.add(ir.load(kc.meta(1), {e}), r), ir.i32(-1));
-  ir.ifThen(
-      ir.cmpi(arith::CmpIPredicate::eq, kc.threadId(), ir.idx(0)), [&](IR &ir) {
-        ir.store(row32, rowOf, {s});
-        if (kc.plan.weightsScaleInput)
-          ir.ifThen(used, [&](IR &ir) {
-            Value w = viewOf(ir.b, kc.topkWeights, 0, {dyn}, ir.f32(), slots64);
-            ir.store(ir.load(w, {s}),
-                     kc.scratchView(DeviceScratch::RowScales, ir.f32()),
-                     {ir.toIndex(row32)});
-          });
-      });
+  ir.ifThen(ir.cmpi(arith::CmpIPredicate::eq, kc.threadId(), ir.idx(0)),
+            [&](IR &ir) {
+              ir.store(row32, rowOf, {s});
+              if (kc.plan.weightsScaleInput)
+                ir.ifThen(used, [&](IR &ir) {
+                  ir.store(ir.load(kc.topkWeightsView(), {s}),
+                           kc.scratchView(DeviceScratch::RowScales, ir.f32()),
+                           {ir.toIndex(row32)});
+                });
+            });
   int64_t Kx = kc.packed.experts.hiddenRows;
   ir.ifThen(used, [&](IR &ir) {
     Value permuted =
@@ -1083,11 +1090,8 @@ void decodeProjection(KernelContext &kc, const Projection &p, Value smem) {
 void combine(KernelContext &kc) {
   IR &ir = kc.ir;
   int64_t k = kc.k(), H = kc.H();
-  int64_t dyn = ShapedType::kDynamic;
   Value t = kc.blockId();
-  Value slots64 = toI64(ir, kc.slots);
-  Value out = viewOf(ir.b, kc.output, 0, {dyn, H}, ir.f32(), kc.tokens64);
-  Value w = viewOf(ir.b, kc.topkWeights, 0, {dyn}, ir.f32(), slots64);
+  Value out = kc.outputView(), w = kc.topkWeightsView();
   Value rowOf = kc.scratchView(DeviceScratch::Row, ir.b.getI32Type());
   Value y = kc.scratchView(DeviceScratch::Y, ir.f32(),
                            kc.packed.experts.hiddenPadded);
