@@ -194,7 +194,7 @@ emitCudaCode(ModuleOp module, ModuleOp host, llvm::StringRef folder,
     if (failed(writeFile(ptxPath, image.ptx)))
       return module.emitError() << "cannot write " << ptxPath;
     if (!ptxas.empty())
-      if (llvm::Error error = assembleCubin(image, target, ptxas, folder))
+      if (llvm::Error error = assembleCubin(image, target, ptxas, ptxPath))
         return module.emitError() << llvm::toString(std::move(error));
     byName[image.name] = &image;
   }

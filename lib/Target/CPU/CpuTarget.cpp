@@ -1,6 +1,7 @@
 //===- CpuTarget.cpp - LLVM dialect to native shared library --------------===//
 
 #include "lib/Target/CPU/CpuTarget.h"
+#include "lib/Target/ExternalTool.h"
 
 #include "mlir/IR/Diagnostics.h"
 #include "mlir/IR/MLIRContext.h"
@@ -430,16 +431,6 @@ llvm::Error mlir::moe::linkSharedLibrary(llvm::ArrayRef<std::string> objects,
   llvm::Expected<std::string> tempPath = createSiblingTempFile(outPath);
   if (!tempPath)
     return tempPath.takeError();
-  // The linker's stdout and stderr both go here, to become the error message.
-  llvm::SmallString<128> logPath;
-  if (std::error_code error =
-          llvm::sys::fs::createTemporaryFile("moec-ld", "log", logPath)) {
-    llvm::sys::fs::remove(*tempPath);
-    return makeError(
-        "cannot create a temporary file for the linker's output: " +
-        error.message());
-  }
-
   std::string soname = llvm::sys::path::filename(outPath).str();
   llvm::SmallVector<std::string> libraryDirs = getSystemLibraryDirs();
   llvm::SmallVector<std::string> args = {
@@ -477,31 +468,23 @@ llvm::Error mlir::moe::linkSharedLibrary(llvm::ArrayRef<std::string> objects,
     args.push_back(library.str());
   args.push_back("--no-as-needed");
 
-  llvm::SmallVector<llvm::StringRef> argRefs(args.begin(), args.end());
-  std::optional<llvm::StringRef> redirects[] = {
-      std::nullopt, llvm::StringRef(logPath), llvm::StringRef(logPath)};
-  std::string executeMessage;
-  bool executionFailed = false;
-  int status = llvm::sys::ExecuteAndWait(*linker, argRefs, /*Env=*/std::nullopt,
-                                         redirects,
-                                         /*SecondsToWait=*/0, /*MemoryLimit=*/0,
-                                         &executeMessage, &executionFailed);
-  std::string output;
-  if (llvm::ErrorOr<std::unique_ptr<llvm::MemoryBuffer>> log =
-          llvm::MemoryBuffer::getFile(logPath))
-    output = (*log)->getBuffer().rtrim().str();
-  llvm::sys::fs::remove(logPath);
-
-  if (executionFailed || status != 0) {
+  // The linker's stdout and stderr become the error message.
+  llvm::Expected<ToolRun> run = runTool(*linker, args);
+  if (!run) {
+    llvm::sys::fs::remove(*tempPath);
+    return run.takeError();
+  }
+  const std::string &output = run->output;
+  if (!run->succeeded()) {
     llvm::sys::fs::remove(*tempPath);
     std::string message = "linking '" + outPath.str() + "' failed";
-    if (executionFailed)
+    if (!run->started)
       message += ": cannot run " + *linker;
     else
       message += " (" + llvm::sys::path::filename(*linker).str() +
-                 " exited with " + std::to_string(status) + ")";
-    if (!executeMessage.empty())
-      message += ": " + executeMessage;
+                 " exited with " + std::to_string(run->status) + ")";
+    if (!run->message.empty())
+      message += ": " + run->message;
     if (!output.empty())
       message += "\n" + output;
     message += "\ncommand: " + llvm::join(args, " ");

@@ -1,6 +1,7 @@
 //===- CudaTarget.cpp - gpu.modules to PTX, cubins and host globals -------===//
 
 #include "lib/Target/CUDA/CudaTarget.h"
+#include "lib/Target/ExternalTool.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/GPU/IR/GPUDialect.h"
@@ -182,40 +183,21 @@ std::string mlir::moe::findPtxas() {
 llvm::Error mlir::moe::assembleCubin(KernelImage &image,
                                      const CudaTarget &target,
                                      llvm::StringRef ptxas,
-                                     llvm::StringRef workDir) {
-  auto path = [&](llvm::StringRef suffix) {
-    llvm::SmallString<256> p(workDir);
-    llvm::sys::path::append(p, image.name + suffix.str());
-    return std::string(p);
-  };
-  std::string ptxPath = path(".ptx"), cubinPath = path(".cubin"),
-              logPath = path(".ptxas.log");
-  auto cleanUp = [&] {
-    for (const std::string &p : {ptxPath, cubinPath, logPath})
-      llvm::sys::fs::remove(p);
-  };
-  {
-    std::error_code ec;
-    llvm::raw_fd_ostream os(ptxPath, ec);
-    if (ec)
-      return makeError("cannot write " + ptxPath + ": " + ec.message());
-    os << image.ptx;
-  }
+                                     llvm::StringRef ptxPath) {
+  std::string cubinPath = (ptxPath + ".cubin").str();
+  auto cleanUp = [&] { llvm::sys::fs::remove(cubinPath); };
   std::string arch = "-arch=" + target.chip;
-  llvm::SmallVector<llvm::StringRef> args{ptxas,   arch, "-O3",
-                                          ptxPath, "-o", cubinPath};
-  std::optional<llvm::StringRef> redirects[] = {
-      std::nullopt, llvm::StringRef(logPath), llvm::StringRef(logPath)};
-  std::string message;
-  int status = llvm::sys::ExecuteAndWait(ptxas, args, std::nullopt, redirects,
-                                         0, 0, &message);
-  if (status != 0) {
-    std::string log;
-    if (auto buffer = llvm::MemoryBuffer::getFile(logPath))
-      log = (*buffer)->getBuffer().str();
+  llvm::Expected<ToolRun> run = runTool(
+      ptxas, {ptxas.str(), arch, "-O3", ptxPath.str(), "-o", cubinPath});
+  if (!run) {
+    cleanUp();
+    return run.takeError();
+  }
+  if (!run->succeeded()) {
     cleanUp();
     return makeError("ptxas " + arch + " rejected kernel " + image.name +
-                     (message.empty() ? "" : ": " + message) + "\n" + log);
+                     (run->message.empty() ? "" : ": " + run->message) + "\n" +
+                     run->output);
   }
   auto buffer = llvm::MemoryBuffer::getFile(cubinPath, /*IsText=*/false);
   if (!buffer) {

@@ -52,10 +52,11 @@ llvm::Expected<std::vector<KernelImage>> lowerKernelsToPTX(ModuleOp container);
 /// PATH; empty when there is none.
 std::string findPtxas();
 
-/// Assembles `image.ptx` for `target` with `ptxas` into `image.cubin`, using
-/// `workDir` for the temporary files. Errors carry ptxas's messages.
+/// Assembles the PTX of `image`, already written to `ptxPath`, for `target`
+/// with `ptxas` into `image.cubin` (through a temporary file beside it).
+/// Errors carry ptxas's messages.
 llvm::Error assembleCubin(KernelImage &image, const CudaTarget &target,
-                          llvm::StringRef ptxas, llvm::StringRef workDir);
+                          llvm::StringRef ptxas, llvm::StringRef ptxPath);
 
 /// Adds `<symbol>_ptx` (NUL-terminated), `<symbol>_cubin` and
 /// `<symbol>_cubin_size` (uint64) to `host` (runtime/FORMAT.md).
