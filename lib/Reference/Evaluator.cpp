@@ -10,6 +10,9 @@
 
 #include "llvm/ADT/TypeSwitch.h"
 
+#include <cmath>
+#include <set>
+
 using namespace mlir;
 using namespace mlir::moe;
 using namespace mlir::moe::reference;
@@ -351,4 +354,55 @@ FailureOr<Evaluation> reference::evaluate(func::FuncOp function,
   Evaluation result{interpreter.get(returnOp.getOperand(0)),
                     interpreter.routing};
   return result;
+}
+
+llvm::Expected<RefTensor>
+reference::readHiddenStates(const ::moe::SafetensorsFile &file,
+                            llvm::StringRef path, llvm::StringRef name) {
+  const ::moe::TensorInfo *tensor = file.find(name);
+  if (!tensor)
+    return llvm::createStringError("%s: no tensor named '%s'",
+                                   path.str().c_str(), name.str().c_str());
+  if (tensor->shape.size() != 2)
+    return llvm::createStringError(
+        "%s: tensor '%s' must be 2-D [tokens, hidden]", path.str().c_str(),
+        name.str().c_str());
+  if (tensor->dtype != MOE_DTYPE_F32 && tensor->dtype != MOE_DTYPE_BF16)
+    return llvm::createStringError(
+        "%s: tensor '%s' must be F32 or BF16, not %s", path.str().c_str(),
+        name.str().c_str(),
+        ::moe::getSafetensorsName(tensor->dtype).str().c_str());
+  if (tensor->shape[0] == 0)
+    return llvm::createStringError("%s: tensor '%s' has no tokens",
+                                   path.str().c_str(), name.str().c_str());
+  RefTensor result({tensor->shape[0], tensor->shape[1]});
+  llvm::ArrayRef<uint8_t> bytes = file.getData(*tensor);
+  for (int64_t i = 0; i < result.numel(); ++i)
+    result.data[i] = ::moe::loadElement(tensor->dtype, bytes.data(), i);
+  return result;
+}
+
+double reference::relativeError(const RefTensor &want,
+                                llvm::function_ref<double(int64_t)> got) {
+  double diff = 0, norm = 0;
+  for (int64_t i = 0; i < want.numel(); ++i) {
+    double d = got(i) - want.data[i];
+    diff += d * d;
+    norm += want.data[i] * want.data[i];
+  }
+  return norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+}
+
+int64_t reference::tokensWithSameExperts(
+    const RefTensor &want, llvm::function_ref<int64_t(int64_t, int64_t)> got) {
+  int64_t tokens = want.dim(0), k = want.dim(1), agree = 0;
+  for (int64_t t = 0; t < tokens; ++t) {
+    std::multiset<int64_t> a, b;
+    for (int64_t j = 0; j < k; ++j) {
+      a.insert(static_cast<int64_t>(want.data[t * k + j]));
+      b.insert(got(t, j));
+    }
+    agree += a == b;
+  }
+  return agree;
 }

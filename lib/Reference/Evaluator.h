@@ -59,6 +59,24 @@ struct Evaluation {
 FailureOr<Evaluation> evaluate(func::FuncOp function, const RefTensor &input,
                                WeightLoader &weights);
 
+/// Tensor `name` of `file` (read from `path`) as [T, H] doubles: hidden states
+/// are 2-D, F32 or BF16, with at least one token. Errors name the file and
+/// the tensor.
+llvm::Expected<RefTensor> readHiddenStates(const ::moe::SafetensorsFile &file,
+                                           llvm::StringRef path,
+                                           llvm::StringRef name);
+
+/// How far `got` (element i by `got(i)`) is from `want`: the norm of the
+/// difference over the norm of `want` (the plain norm when `want` is zero).
+double relativeError(const RefTensor &want,
+                     llvm::function_ref<double(int64_t)> got);
+
+/// Tokens of `want` ([T, k] expert ids) whose experts `got(t, j)` chooses too,
+/// compared as sets (some families' top-k is unsorted).
+int64_t
+tokensWithSameExperts(const RefTensor &want,
+                      llvm::function_ref<int64_t(int64_t, int64_t)> got);
+
 } // namespace mlir::moe::reference
 
 #endif // MOEC_LIB_REFERENCE_EVALUATOR_H

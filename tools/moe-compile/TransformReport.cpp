@@ -6,14 +6,10 @@
 #include "dialects/moe/MoEOps.h"
 #include "lib/Reference/Evaluator.h"
 #include "lib/Support/DType.h"
-#include "lib/Support/FloatFormats.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 
 #include "llvm/Support/FormatVariadic.h"
-
-#include <cmath>
-#include <set>
 
 using namespace mlir;
 using namespace mlir::moe;
@@ -49,26 +45,21 @@ FailureOr<reference::RefTensor>
 calibrationFor(const ::moe::SafetensorsFile &file, llvm::StringRef path,
                int64_t layer, int64_t hidden, Location loc) {
   std::string name = "layer" + std::to_string(layer) + ".hidden_states";
-  const ::moe::TensorInfo *tensor = file.find(name);
-  if (!tensor)
-    tensor = file.find(name = "hidden_states");
-  if (!tensor)
+  if (!file.find(name))
+    name = "hidden_states";
+  if (!file.find(name))
     return emitError(loc) << path << ": no 'layer" << layer
                           << ".hidden_states' and no 'hidden_states' tensor",
            failure();
-  if (tensor->shape.size() != 2 || tensor->shape[1] != hidden ||
-      tensor->shape[0] < 1)
+  llvm::Expected<reference::RefTensor> states =
+      reference::readHiddenStates(file, path, name);
+  if (!states)
+    return emitError(loc) << llvm::toString(states.takeError()), failure();
+  if (states->dim(1) != hidden)
     return emitError(loc) << path << ": '" << name << "' must be [tokens >= 1, "
                           << hidden << "]",
            failure();
-  if (tensor->dtype != MOE_DTYPE_F32 && tensor->dtype != MOE_DTYPE_BF16)
-    return emitError(loc) << path << ": '" << name << "' must be F32 or BF16",
-           failure();
-  reference::RefTensor result({tensor->shape[0], tensor->shape[1]});
-  llvm::ArrayRef<uint8_t> bytes = file.getData(*tensor);
-  for (int64_t i = 0; i < result.numel(); ++i)
-    result.data[i] = ::moe::loadElement(tensor->dtype, bytes.data(), i);
-  return result;
+  return std::move(*states);
 }
 
 int64_t layerIndexOf(func::FuncOp function) {
@@ -123,26 +114,18 @@ mlir::moe::buildTransformReport(ModuleOp original, ModuleOp transformed,
           reference::evaluate(after, *x, weights);
       if (failed(want) || failed(got))
         return failure();
-      double diff = 0, norm = 0;
-      for (int64_t i = 0; i < want->output.numel(); ++i) {
-        double d = got->output.data[i] - want->output.data[i];
-        diff += d * d;
-        norm += want->output.data[i] * want->output.data[i];
-      }
-      int64_t tokens = x->dim(0), agree = 0;
+      int64_t tokens = x->dim(0);
+      int64_t agree = 0;
       if (want->routing && got->routing) {
-        int64_t k = want->routing->ids.dim(1);
-        for (int64_t t = 0; t < tokens; ++t) {
-          std::multiset<double> a, b;
-          for (int64_t j = 0; j < k; ++j) {
-            a.insert(want->routing->ids.data[t * k + j]);
-            b.insert(got->routing->ids.data[t * k + j]);
-          }
-          agree += a == b;
-        }
+        const reference::RefTensor &ids = got->routing->ids;
+        agree = reference::tokensWithSameExperts(
+            want->routing->ids, [&](int64_t t, int64_t j) {
+              return int64_t(ids.data[t * ids.dim(1) + j]);
+            });
       }
       entry["calibration_tokens"] = tokens;
-      entry["rel_err"] = norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
+      entry["rel_err"] = reference::relativeError(
+          want->output, [&](int64_t i) { return got->output.data[i]; });
       entry["routing_agreement"] = double(agree) / double(tokens);
     }
     layers.push_back(entry);

@@ -125,27 +125,15 @@ static llvm::Expected<reference::RefTensor> readInput(llvm::StringRef path) {
   auto file = ::moe::SafetensorsFile::open(path);
   if (!file)
     return file.takeError();
-  const ::moe::TensorInfo *tensor = (*file)->find("hidden_states");
-  if (!tensor)
-    return llvm::createStringError("%s: no tensor named 'hidden_states'",
-                                   path.str().c_str());
-  if (tensor->shape.size() != 2)
-    return llvm::createStringError(
-        "%s: tensor 'hidden_states' must be 2-D [tokens, hidden]",
-        path.str().c_str());
-  if (tensor->dtype != MOE_DTYPE_F32 && tensor->dtype != MOE_DTYPE_BF16)
-    return llvm::createStringError(
-        "%s: tensor 'hidden_states' must be F32 or BF16, not %s",
-        path.str().c_str(),
-        ::moe::getSafetensorsName(tensor->dtype).str().c_str());
-  if (tensor->shape[0] == 0)
-    return llvm::createStringError("%s: tensor 'hidden_states' has no tokens",
-                                   path.str().c_str());
-  reference::RefTensor result({tensor->shape[0], tensor->shape[1]});
-  llvm::ArrayRef<uint8_t> bytes = (*file)->getData(*tensor);
-  for (int64_t i = 0; i < result.numel(); ++i)
-    result.data[i] = ::moe::loadElement(tensor->dtype, bytes.data(), i);
-  return result;
+  return reference::readHiddenStates(**file, path, "hidden_states");
+}
+
+/// The bytes of a vector, as the safetensors writer takes them.
+template <typename T>
+static llvm::ArrayRef<uint8_t> bytesOf(const std::vector<T> &values) {
+  return llvm::ArrayRef<uint8_t>(
+      reinterpret_cast<const uint8_t *>(values.data()),
+      values.size() * sizeof(T));
 }
 
 static llvm::Error writeOutput(llvm::StringRef path,
@@ -153,11 +141,6 @@ static llvm::Error writeOutput(llvm::StringRef path,
   auto toF32 = [](const reference::RefTensor &t) {
     std::vector<float> values(t.data.begin(), t.data.end());
     return values;
-  };
-  auto bytesOf = [](const auto &values) {
-    return llvm::ArrayRef<uint8_t>(
-        reinterpret_cast<const uint8_t *>(values.data()),
-        values.size() * sizeof(values[0]));
   };
   std::vector<float> hidden = toF32(result.output), weights;
   std::vector<int32_t> ids;
@@ -255,22 +238,12 @@ static int checkAgainstReference(llvm::StringRef folder,
       evaluateModule(irPath, source, input);
   if (failed(expected))
     return 1;
-  double diff = 0, norm = 0;
-  for (size_t i = 0; i < output.size(); ++i) {
-    double e = expected->output.data[i];
-    diff += (output[i] - e) * (output[i] - e);
-    norm += e * e;
-  }
-  double error = norm > 0 ? std::sqrt(diff / norm) : std::sqrt(diff);
-  int64_t tokens = input.dim(0), agree = 0;
-  for (int64_t t = 0; t < tokens; ++t) {
-    std::multiset<int64_t> got, want;
-    for (int64_t j = 0; j < k; ++j) {
-      got.insert(ids[t * k + j]);
-      want.insert(static_cast<int64_t>(expected->routing->ids.data[t * k + j]));
-    }
-    agree += got == want;
-  }
+  double error = reference::relativeError(
+      expected->output, [&](int64_t i) { return double(output[i]); });
+  int64_t tokens = input.dim(0);
+  int64_t agree = reference::tokensWithSameExperts(
+      expected->routing->ids,
+      [&](int64_t t, int64_t j) { return int64_t(ids[t * k + j]); });
   // GPU kernels round activations to bf16 (accumulating in f32), so a cuda
   // folder is held to a looser bound unless the user set one.
   bool gpu = manifest.is_object() && manifest.value("target", "") == "cuda";
@@ -427,11 +400,6 @@ static int writeCalibration() {
       states[t * hidden + h] = float(
           ::moe::loadElement(tensor.dtype, bytes.data(), ids[t] * hidden + h));
   }
-  auto bytesOf = [](const auto &values) {
-    return llvm::ArrayRef<uint8_t>(
-        reinterpret_cast<const uint8_t *>(values.data()),
-        values.size() * sizeof(values[0]));
-  };
   std::vector<::moe::SafetensorsWriter::Tensor> out = {
       {"hidden_states", MOE_DTYPE_F32, {tokens, hidden}, bytesOf(states)},
       {"token_ids", MOE_DTYPE_I32, {tokens}, bytesOf(ids)}};
