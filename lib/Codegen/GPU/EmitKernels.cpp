@@ -578,6 +578,29 @@ struct Projection {
   const PackedFfn *ffn = nullptr;
   bool first = true;   // x.W1 (+ activation) -> h, else h.W2 -> y
   bool shared = false; // the shared expert: one group of all T tokens
+
+  /// K: w1's padded input rows, or the padded intermediate width.
+  int64_t depth() const { return first ? ffn->hiddenRows : ffn->widthPadded; }
+  int64_t panels() const { return first ? ffn->panels1 : ffn->panels2; }
+  const PackedTensor &weights() const { return first ? *ffn->w1 : *ffn->w2; }
+  const PackedTensor *bias() const { return first ? ffn->b1 : ffn->b2; }
+  /// The scratch rows it reads (bf16, depth() wide) and writes (h in bf16 or
+  /// y in f32, outputColumns() wide).
+  DeviceScratch::Buffer input() const {
+    using S = DeviceScratch;
+    return first ? (shared ? S::Xb : S::Permuted)
+                 : (shared ? S::SharedH : S::H);
+  }
+  DeviceScratch::Buffer output() const {
+    using S = DeviceScratch;
+    return first ? (shared ? S::SharedH : S::H) : (shared ? S::SharedY : S::Y);
+  }
+  int64_t outputColumns() const {
+    return first ? ffn->widthPadded : ffn->hiddenPadded;
+  }
+  /// The first projection of a gated expert pairs gate column c with up
+  /// column c + 32 of the same panel in its epilogue.
+  bool pairsGateUp() const { return first && ffn->gated; }
 };
 
 /// The rows [begin, end) of group `e` (an expert, or the shared expert's 0).
@@ -596,31 +619,17 @@ struct ProjectionViews {
 
 ProjectionViews viewProjection(KernelContext &kc, const Projection &p) {
   IR &ir = kc.ir;
-  const PackedFfn &f = *p.ffn;
-  ProjectionViews v;
   Type bf16 = ir.b.getBF16Type();
-  using S = DeviceScratch;
-  if (p.first) {
-    v.K = f.hiddenRows;
-    v.panels = f.panels1;
-    v.a = p.shared ? kc.scratchView(S::Xb, bf16, v.K)
-                   : kc.scratchView(S::Permuted, bf16, v.K);
-    v.w = kc.weight(*f.w1);
-    v.bias = f.b1 ? kc.weight(*f.b1) : Value();
-    v.out = p.shared ? kc.scratchView(S::SharedH, bf16, f.widthPadded)
-                     : kc.scratchView(S::H, bf16, f.widthPadded);
-    if (!p.shared && kc.plan.weightsScaleInput)
-      v.rowScales = kc.scratchView(S::RowScales, ir.f32());
-  } else {
-    v.K = f.widthPadded;
-    v.panels = f.panels2;
-    v.a = p.shared ? kc.scratchView(S::SharedH, bf16, v.K)
-                   : kc.scratchView(S::H, bf16, v.K);
-    v.w = kc.weight(*f.w2);
-    v.bias = f.b2 ? kc.weight(*f.b2) : Value();
-    v.out = p.shared ? kc.scratchView(S::SharedY, ir.f32(), f.hiddenPadded)
-                     : kc.scratchView(S::Y, ir.f32(), f.hiddenPadded);
-  }
+  ProjectionViews v;
+  v.K = p.depth();
+  v.panels = p.panels();
+  v.a = kc.scratchView(p.input(), bf16, v.K);
+  v.w = kc.weight(p.weights());
+  v.bias = p.bias() ? kc.weight(*p.bias()) : Value();
+  v.out =
+      kc.scratchView(p.output(), p.first ? bf16 : ir.f32(), p.outputColumns());
+  if (p.first && !p.shared && kc.plan.weightsScaleInput)
+    v.rowScales = kc.scratchView(DeviceScratch::RowScales, ir.f32());
   return v;
 }
 
@@ -826,7 +835,7 @@ void mmaTile(KernelContext &kc, const Projection &p, const ProjectionViews &v,
   // 8j + 2*(lane%4) + i%2.
   Value group = arith::DivUIOp::create(ir.b, lane, ir.idx(4));
   Value quad = arith::RemUIOp::create(ir.b, lane, ir.idx(4));
-  bool pairs = p.first && p.ffn->gated;
+  bool pairs = p.pairsGateUp();
   for (int64_t half = 0; half < 2; ++half) {
     Value row = ir.add(ir.add(tileBegin, ir.mul(warp, ir.idx(16))),
                        ir.add(group, ir.idx(8 * half)));
@@ -948,7 +957,7 @@ void wgmmaTile(KernelContext &kc, const Projection &p, const ProjectionViews &v,
   Value accMem = view(ir, ir.idx(0), accMemType);
   nvgpu::WarpgroupMmaStoreOp::create(ir.b, acc, accMem);
   gpu::BarrierOp::create(ir.b);
-  bool pairs = p.first && p.ffn->gated;
+  bool pairs = p.pairsGateUp();
   int64_t perRow = pairs ? kPanel / 2 : kPanel;
   ir.forLoop(
       tid, ir.idx(64 * perRow), ir.idx(kMmaThreads), {},
@@ -1065,7 +1074,7 @@ void decodeProjection(KernelContext &kc, const Projection &p, Value smem) {
             s = ir.add(s, ir.load(smem, {ir.idx(w), r, c}));
           return s;
         };
-        bool pairs = p.first && p.ffn->gated;
+        bool pairs = p.pairsGateUp();
         int64_t outputs = kDecodeRows * (pairs ? kPanel / 2 : kPanel);
         for (int64_t q = 0; q < outputs / kDecodeThreads; ++q) {
           Value o = ir.add(tid, ir.idx(q * kDecodeThreads));
@@ -1206,7 +1215,7 @@ cuda::emitLayerKernels(ModuleOp container, ModuleOp host, const LayerPlan &plan,
   auto wgmmaBuffer = SmallVector<MemRefType>{
       sharedBuffer(ctx, {4 * kStageBytes}, Builder(ctx).getI8Type())};
   auto addProjection = [&](StringRef name, Projection p) {
-    int64_t K = p.first ? p.ffn->hiddenRows : p.ffn->widthPadded;
+    int64_t K = p.depth();
     // The wgmma form steps K by 64 and cannot mask half a tile of weights.
     int64_t maps =
         hopper && K % kWgmmaK == 0 ? int64_t(projections.size()) * 2 : -1;
@@ -1286,7 +1295,7 @@ cuda::emitLayerKernels(ModuleOp container, ModuleOp host, const LayerPlan &plan,
        std::nullopt});
   for (const Pair &pair : projections) {
     const Projection &p = pair.projection;
-    int64_t panels = p.first ? p.ffn->panels1 : p.ffn->panels2;
+    int64_t panels = p.panels();
     Launch prefill{pair.prefill,
                    [=](IR &ir, Value t) {
                      if (p.shared)
@@ -1381,22 +1390,16 @@ cuda::emitLayerKernels(ModuleOp container, ModuleOp host, const LayerPlan &plan,
               });
     ++written;
   };
-  using S = DeviceScratch;
   for (const Pair &pair : projections) {
     if (pair.maps < 0)
       continue;
     const Projection &p = pair.projection;
-    const PackedFfn &f = *p.ffn;
-    int64_t K = p.first ? f.hiddenRows : f.widthPadded;
-    S::Buffer input = p.first ? (p.shared ? S::Xb : S::Permuted)
-                              : (p.shared ? S::SharedH : S::H);
+    int64_t K = p.depth();
     // A: the input rows [rows, K] in the workspace.
-    record(pair.maps, 1, offsets[input], K, p.shared ? T : slots);
+    record(pair.maps, 1, offsets[p.input()], K, p.shared ? T : slots);
     // B: the weight panels as [(g * panels + panel) * K + k][64].
-    const PackedTensor &w = p.first ? *f.w1 : *f.w2;
-    int64_t panels = p.first ? f.panels1 : f.panels2;
-    record(pair.maps + 1, 0, i64c(ir, int64_t(w.offset)), kPanel,
-           i64c(ir, f.numExperts * panels * K));
+    record(pair.maps + 1, 0, i64c(ir, int64_t(p.weights().offset)), kPanel,
+           i64c(ir, p.ffn->numExperts * p.panels() * K));
   }
   func::ReturnOp::create(b, ValueRange{ir.i32(written)});
   return kernels.names;
