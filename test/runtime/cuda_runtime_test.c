@@ -1426,13 +1426,6 @@ static void test_tensor_maps(void) {
  * Threads
  *===----------------------------------------------------------------------===*/
 
-typedef struct {
-  moe_model *model;
-  int index;
-  int failures;
-  char why[1024];
-} worker;
-
 static void *work(void *argument) {
   worker *self = argument;
   for (int i = 0; i < 60 && !self->failures; ++i) {
@@ -1457,25 +1450,7 @@ static void test_threads(void) {
   moe_model *model = open_ok("open for threads", folder, "cuda:0");
   if (!model)
     return;
-  enum { kThreads = 4 };
-  worker workers[kThreads];
-  pthread_t threads[kThreads];
-  int started = 0;
-  for (int t = 0; t < kThreads; ++t) {
-    workers[t] = (worker){model, t, 0, ""};
-    if (pthread_create(&threads[t], NULL, work, &workers[t]) != 0)
-      break;
-    ++started;
-  }
-  int failures = started == kThreads ? 0 : 1;
-  const char *why = started == kThreads ? "" : "pthread_create failed";
-  for (int t = 0; t < started; ++t) {
-    pthread_join(threads[t], NULL);
-    if (workers[t].failures && !failures)
-      why = workers[t].why;
-    failures += workers[t].failures;
-  }
-  check(failures == 0, "4 threads x 60 runs on one cuda model", "%s", why);
+  run_workers(model, work, 4, "4 threads x 60 runs on one cuda model");
   close_and_check("threads", model);
   reset_env();
 }

@@ -691,13 +691,6 @@ static void test_run(moe_model *model, const char *folder) {
  * Threads
  *===----------------------------------------------------------------------===*/
 
-typedef struct {
-  moe_model *model;
-  int index;
-  int failures;
-  char why[512];
-} worker;
-
 static void *work(void *argument) {
   worker *self = (worker *)argument;
   /* A new thread starts with no error, and its errors are its own. */
@@ -737,28 +730,7 @@ static void *work(void *argument) {
 }
 
 static void test_threads(moe_model *model) {
-  enum { kThreads = 4 };
-  worker workers[kThreads];
-  pthread_t threads[kThreads];
-  int started = 0;
-  for (int t = 0; t < kThreads; ++t) {
-    workers[t].model = model;
-    workers[t].index = t;
-    workers[t].failures = 0;
-    workers[t].why[0] = 0;
-    if (pthread_create(&threads[t], NULL, work, &workers[t]) != 0)
-      break;
-    ++started;
-  }
-  int failures = started == kThreads ? 0 : 1;
-  const char *why = started == kThreads ? "" : "pthread_create failed";
-  for (int t = 0; t < started; ++t) {
-    pthread_join(threads[t], NULL);
-    if (workers[t].failures && !failures)
-      why = workers[t].why;
-    failures += workers[t].failures;
-  }
-  check(failures == 0, "4 threads x 200 runs on one model", "%s", why);
+  run_workers(model, work, 4, "4 threads x 200 runs on one model");
 }
 
 /*===----------------------------------------------------------------------===*

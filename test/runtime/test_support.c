@@ -3,6 +3,8 @@
 
 #include "test_support.h"
 
+#include <pthread.h>
+
 #include "fake_model.h"
 #include "sha256.h"
 
@@ -157,4 +159,29 @@ void remove_temp_root(const char *root) {
     nftw(root, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
   else
     printf("kept %s\n", root);
+}
+
+void run_workers(moe_model *model, void *(*work)(void *), int count,
+                 const char *name) {
+  enum { kMaxWorkers = 16 };
+  worker workers[kMaxWorkers];
+  pthread_t threads[kMaxWorkers];
+  if (count > kMaxWorkers)
+    count = kMaxWorkers;
+  int started = 0;
+  for (int t = 0; t < count; ++t) {
+    workers[t] = (worker){model, t, 0, ""};
+    if (pthread_create(&threads[t], NULL, work, &workers[t]) != 0)
+      break;
+    ++started;
+  }
+  int failures = started == count ? 0 : 1;
+  const char *why = started == count ? "" : "pthread_create failed";
+  for (int t = 0; t < started; ++t) {
+    pthread_join(threads[t], NULL);
+    if (workers[t].failures && !failures)
+      why = workers[t].why;
+    failures += workers[t].failures;
+  }
+  check(failures == 0, name, "%s", why);
 }

@@ -4,6 +4,8 @@
 #ifndef MOE_TEST_RUNTIME_TEST_SUPPORT_H
 #define MOE_TEST_RUNTIME_TEST_SUPPORT_H
 
+#include "moe/runtime.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -35,6 +37,20 @@ typedef struct {
 
 /* Writes `folder`/weights.safetensors holding the two layers' tensors. */
 void write_weights(const char *folder, const weights_spec *spec);
+
+/* One thread's share of a concurrency test: what it runs on, its number, and
+ * its failures with the first one's reason. */
+typedef struct {
+  moe_model *model;
+  int index;
+  int failures;
+  char why[1024];
+} worker;
+
+/* Runs `work` on `count` (at most 16) threads sharing `model` and records one
+ * check, `name`, that passes when every thread started and none failed. */
+void run_workers(moe_model *model, void *(*work)(void *), int count,
+                 const char *name);
 
 /* Creates a fresh temporary directory named after `name` into `root`. */
 void make_temp_root(char *root, size_t size, const char *name);
