@@ -1,6 +1,7 @@
 //===- Evaluator.cpp - the float64 reference evaluator --------------------===//
 
 #include "lib/Reference/Evaluator.h"
+#include "lib/Reference/WeightMaterializer.h"
 
 #include "lib/Support/DType.h"
 #include "lib/Support/FloatFormats.h"
@@ -158,6 +159,7 @@ private:
   LogicalResult evaluateLayer(LayerOp op);
 
   WeightLoader &weights;
+  std::optional<WeightMaterializer> materializer;
   llvm::DenseMap<Value, RefTensor> values;
 };
 
@@ -315,6 +317,19 @@ LogicalResult Interpreter::run(Operation *op) {
       })
       .Case([&](func::ReturnOp) { return success(); })
       .Default([&](Operation *other) -> LogicalResult {
+        // Weight expressions recorded by compression passes: computed from
+        // the checkpoint by the one place that knows them.
+        if (WeightMaterializer::isWeightExpression(other)) {
+          if (!materializer)
+            materializer.emplace(weights.getCheckpoint());
+          for (Value result : other->getResults()) {
+            FailureOr<RefTensor> value = materializer->get(result);
+            if (failed(value))
+              return failure();
+            bind(result, std::move(*value));
+          }
+          return success();
+        }
         return other->emitOpError()
                << "is not supported by the reference evaluator";
       });

@@ -39,6 +39,7 @@ public:
   /// The value of `weight` (stacked and permuted as the op says); errors at the
   /// op.
   FailureOr<const RefTensor *> load(WeightOp weight);
+  const ::moe::Checkpoint &getCheckpoint() const { return checkpoint; }
 
 private:
   const ::moe::Checkpoint &checkpoint;

@@ -12,7 +12,14 @@ using namespace mlir::moe::cpu;
 static FfnPlan ffnPlan(FfnAttr ffn, Value gate, Value up, Value down,
                        Value gateBias, Value upBias, Value downBias,
                        bool stacked) {
-  FfnPlan plan{ffn, gate, up, down, gateBias, upBias, downBias};
+  FfnPlan plan;
+  plan.ffn = ffn;
+  plan.gate = gate;
+  plan.up = up;
+  plan.down = down;
+  plan.gateBias = gateBias;
+  plan.upBias = upBias;
+  plan.downBias = downBias;
   auto upType = cast<RankedTensorType>(up.getType());
   plan.stacked = stacked;
   plan.numExperts = stacked ? upType.getDimSize(0) : 1;

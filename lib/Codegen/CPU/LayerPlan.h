@@ -12,6 +12,7 @@
 #define MOEC_LIB_CODEGEN_CPU_LAYERPLAN_H
 
 #include "dialects/moe/MoEOps.h"
+#include "lib/Reference/WeightMaterializer.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 
@@ -21,14 +22,7 @@ namespace mlir::moe::cpu {
 
 /// The weights of one feed-forward (routed experts: stacked [E, ...]; shared:
 /// 2-D).
-struct FfnPlan {
-  FfnAttr ffn;
-  Value gate, up, down; // as the IR has them (gate null when fused or ungated)
-  Value gateBias, upBias, downBias;
-  int64_t numExperts = 1; // 1 for a shared expert
-  int64_t width = 0;      // I: the intermediate width
-  bool stacked = false;   // weights carry a leading expert dimension
-};
+using FfnPlan = reference::FfnValues;
 
 struct LayerPlan {
   func::FuncOp function;

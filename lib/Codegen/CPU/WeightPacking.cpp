@@ -4,6 +4,7 @@
 
 #include "lib/Reference/Evaluator.h"
 #include "lib/Reference/Kernels.h"
+#include "lib/Reference/WeightMaterializer.h"
 #include "lib/Support/DType.h"
 #include "lib/Support/FloatFormats.h"
 
@@ -22,105 +23,6 @@ using reference::RefTensor;
 
 namespace {
 
-/// One expert's slice (or the whole tensor, for expert < 0) of a weight value,
-/// in float64: follows moe.weight (stacking, permutation) and moe.dequantize.
-class Materializer {
-public:
-  explicit Materializer(const ::moe::Checkpoint &checkpoint)
-      : checkpoint(checkpoint) {}
-
-  FailureOr<RefTensor> get(Value value, int64_t expert) {
-    if (auto weight = value.getDefiningOp<WeightOp>())
-      return reference::readWeight(checkpoint, weight, expert);
-    if (auto dequant = value.getDefiningOp<DequantizeOp>()) {
-      SmallVector<RefTensor> storage;
-      for (Value stored : dequant.getStorage()) {
-        FailureOr<RefTensor> part = get(stored, expert);
-        if (failed(part))
-          return failure();
-        storage.push_back(std::move(*part));
-      }
-      SmallVector<const RefTensor *> pointers;
-      for (RefTensor &part : storage)
-        pointers.push_back(&part);
-      RankedTensorType type = dequant.getResult().getType();
-      if (expert >= 0)
-        type = RankedTensorType::get(type.getShape().drop_front(),
-                                     type.getElementType());
-      return reference::dequantize([&] { return dequant.emitOpError(); },
-                                   dequant.getEncoding(), pointers, type);
-    }
-    if (auto quant = value.getDefiningOp<QuantizeOp>()) {
-      // A quantization recorded by a pass runs here, on this expert's slice
-      // (it works row by row, so slicing commutes with it); dequantize asks
-      // for each stored tensor in turn, so the last result is kept.
-      auto key = std::make_pair(quant.getOperation(), expert);
-      if (cachedKey != key) {
-        FailureOr<RefTensor> input = get(quant.getInput(), expert);
-        if (failed(input))
-          return failure();
-        SmallVector<Type> types;
-        for (Type type : quant.getStorage().getTypes()) {
-          auto tensor = cast<RankedTensorType>(type);
-          types.push_back(expert >= 0 ? RankedTensorType::get(
-                                            tensor.getShape().drop_front(),
-                                            tensor.getElementType())
-                                      : tensor);
-        }
-        FailureOr<SmallVector<RefTensor>> storage =
-            reference::quantize([&] { return quant.emitOpError(); },
-                                quant.getEncoding(), *input, types);
-        if (failed(storage))
-          return failure();
-        cached = std::move(*storage);
-        cachedKey = key;
-      }
-      return cached[cast<OpResult>(value).getResultNumber()];
-    }
-    if (auto concatOp = value.getDefiningOp<tensor::ConcatOp>()) {
-      // An expert's slice of a concatenation along a later dimension is the
-      // concatenation of the parts' slices.
-      int64_t dim = concatOp.getDim();
-      if (expert >= 0 && dim == 0)
-        return concatOp.emitOpError()
-               << "concatenates experts; the CPU code generator "
-                  "needs them stacked by moe.weight";
-      SmallVector<RefTensor> parts;
-      for (Value input : concatOp.getInputs()) {
-        FailureOr<RefTensor> part = get(input, expert);
-        if (failed(part))
-          return failure();
-        parts.push_back(std::move(*part));
-      }
-      SmallVector<const RefTensor *> pointers;
-      for (RefTensor &part : parts)
-        pointers.push_back(&part);
-      return reference::concat(pointers, expert >= 0 ? dim - 1 : dim);
-    }
-    if (auto constant = value.getDefiningOp<arith::ConstantOp>()) {
-      auto elements = dyn_cast<DenseElementsAttr>(constant.getValue());
-      if (!elements)
-        return constant.emitOpError() << "is not a dense tensor constant";
-      RefTensor whole = reference::fromElements(elements);
-      if (expert < 0)
-        return whole;
-      int64_t per = whole.numel() / whole.dim(0);
-      RefTensor slice(ArrayRef<int64_t>(whole.shape).drop_front());
-      std::copy_n(whole.data.data() + expert * per, per, slice.data.data());
-      return slice;
-    }
-    return emitError(value.getLoc())
-           << "the CPU code generator reads weights only from "
-              "moe.weight, moe.dequantize, moe.quantize, tensor.concat and "
-              "constants";
-  }
-
-private:
-  const ::moe::Checkpoint &checkpoint;
-  std::pair<Operation *, int64_t> cachedKey{nullptr, 0};
-  SmallVector<RefTensor> cached;
-};
-
 /// Appends `value` as `dtype` (BF16 or F32) to `bytes`.
 void append(std::vector<uint8_t> &bytes, moe_dtype dtype, double value) {
   if (dtype == MOE_DTYPE_BF16) {
@@ -133,79 +35,6 @@ void append(std::vector<uint8_t> &bytes, moe_dtype dtype, double value) {
   uint8_t raw[4];
   std::memcpy(raw, &single, 4);
   bytes.insert(bytes.end(), raw, raw + 4);
-}
-
-/// The matrices of one expert in logical form: gate [I, H] (null when ungated),
-/// up [I, H], down [H, I], and biases.
-struct ExpertMatrices {
-  std::optional<RefTensor> gate, gateBias;
-  RefTensor up, down;
-  std::optional<RefTensor> upBias, downBias;
-};
-
-/// Rows `rows` (every other row from `first` when `step` is 2) of a [R, C] or
-/// [R] tensor.
-RefTensor takeRows(const RefTensor &t, int64_t first, int64_t count,
-                   int64_t step) {
-  int64_t cols = t.rank() == 2 ? t.dim(1) : 1;
-  RefTensor result(t.rank() == 2 ? SmallVector<int64_t>{count, cols}
-                                 : SmallVector<int64_t>{count});
-  for (int64_t r = 0; r < count; ++r)
-    std::copy_n(t.data.data() + (first + r * step) * cols, cols,
-                result.data.data() + r * cols);
-  return result;
-}
-
-/// Which of an expert's matrices a packed tensor needs: each packed tensor
-/// reads only its own, so the checkpoint is read (and dequantized) once per
-/// matrix.
-enum class Part { First, FirstBias, Down, DownBias };
-
-FailureOr<ExpertMatrices> loadExpert(Materializer &source, const FfnPlan &ffn,
-                                     int64_t expert, Part part) {
-  int64_t e = ffn.stacked ? expert : -1;
-  auto get = [&](Value v, bool wanted) -> FailureOr<std::optional<RefTensor>> {
-    if (!v || !wanted)
-      return std::optional<RefTensor>();
-    FailureOr<RefTensor> t = source.get(v, e);
-    if (failed(t))
-      return failure();
-    return std::optional<RefTensor>(std::move(*t));
-  };
-  bool first = part == Part::First, firstBias = part == Part::FirstBias;
-  // A fused first projection's bias is split like its weight, so both halves
-  // come through `up`.
-  auto up = get(ffn.up, first), down = get(ffn.down, part == Part::Down),
-       gate = get(ffn.gate, first), upBias = get(ffn.upBias, firstBias),
-       downBias = get(ffn.downBias, part == Part::DownBias),
-       gateBias = get(ffn.gateBias, firstBias);
-  if (failed(up) || failed(down) || failed(gate) || failed(upBias) ||
-      failed(downBias) || failed(gateBias))
-    return failure();
-  ExpertMatrices m{*gate,
-                   *gateBias,
-                   *up ? std::move(**up) : RefTensor(),
-                   *down ? std::move(**down) : RefTensor(),
-                   *upBias,
-                   *downBias};
-  int64_t width = ffn.width;
-  // Fused layouts split into the separate gate and up the kernels pack side by
-  // side.
-  if (ffn.ffn.getGlu() == GluLayout::Halves ||
-      ffn.ffn.getGlu() == GluLayout::Interleaved) {
-    bool halves = ffn.ffn.getGlu() == GluLayout::Halves;
-    if (first) {
-      RefTensor fused = std::move(m.up);
-      m.gate = takeRows(fused, 0, width, halves ? 1 : 2);
-      m.up = takeRows(fused, halves ? width : 1, width, halves ? 1 : 2);
-    }
-    if (m.upBias) {
-      RefTensor bias = std::move(*m.upBias);
-      m.gateBias = takeRows(bias, 0, width, halves ? 1 : 2);
-      m.upBias = takeRows(bias, halves ? width : 1, width, halves ? 1 : 2);
-    }
-  }
-  return m;
 }
 
 moe_dtype packedType(Value weight) {
@@ -276,11 +105,13 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
     isGate = gated && c < P / 2;
     return gated ? p * (P / 2) + (isGate ? c : c - P / 2) : p * P + c;
   };
-  auto forEachExpert = [this, plan, E](const Emit &emit, Part part,
+  auto forEachExpert = [this, plan, E](const Emit &emit,
+                                       reference::ExpertPart part,
                                        auto body) -> LogicalResult {
-    Materializer source(*checkpoint);
+    reference::WeightMaterializer source(*checkpoint);
     for (int64_t e = 0; e < E; ++e) {
-      FailureOr<ExpertMatrices> m = loadExpert(source, plan, e, part);
+      FailureOr<reference::ExpertMatrices> m =
+          reference::loadExpertMatrices(source, plan, e, part);
       if (failed(m))
         return failure();
       std::vector<uint8_t> bytes;
@@ -293,8 +124,8 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
   packed.w1 = declare(
       prefix + "w1", dtype, {E, panels1, hiddenRows, P}, [=](const Emit &emit) {
         return forEachExpert(
-            emit, Part::First,
-            [&](ExpertMatrices &m, std::vector<uint8_t> &bytes) {
+            emit, reference::ExpertPart::First,
+            [&](reference::ExpertMatrices &m, std::vector<uint8_t> &bytes) {
               for (int64_t p = 0; p < panels1; ++p)
                 for (int64_t k = 0; k < hiddenRows; ++k)
                   for (int64_t c = 0; c < P; ++c) {
@@ -310,8 +141,8 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
     packed.b1 = declare(
         prefix + "b1", MOE_DTYPE_F32, {E, panels1 * P}, [=](const Emit &emit) {
           return forEachExpert(
-              emit, Part::FirstBias,
-              [&](ExpertMatrices &m, std::vector<uint8_t> &bytes) {
+              emit, reference::ExpertPart::FirstBias,
+              [&](reference::ExpertMatrices &m, std::vector<uint8_t> &bytes) {
                 for (int64_t p = 0; p < panels1; ++p)
                   for (int64_t c = 0; c < P; ++c) {
                     bool isGate;
@@ -326,8 +157,8 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
   packed.w2 = declare(
       prefix + "w2", downType, {E, panels2, kPad, P}, [=](const Emit &emit) {
         return forEachExpert(
-            emit, Part::Down,
-            [&](ExpertMatrices &m, std::vector<uint8_t> &bytes) {
+            emit, reference::ExpertPart::Down,
+            [&](reference::ExpertMatrices &m, std::vector<uint8_t> &bytes) {
               for (int64_t p = 0; p < panels2; ++p)
                 for (int64_t k = 0; k < kPad; ++k)
                   for (int64_t c = 0; c < P; ++c) {
@@ -341,8 +172,8 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
     packed.b2 = declare(
         prefix + "b2", MOE_DTYPE_F32, {E, panels2 * P}, [=](const Emit &emit) {
           return forEachExpert(
-              emit, Part::DownBias,
-              [&](ExpertMatrices &m, std::vector<uint8_t> &bytes) {
+              emit, reference::ExpertPart::DownBias,
+              [&](reference::ExpertMatrices &m, std::vector<uint8_t> &bytes) {
                 for (int64_t n = 0; n < panels2 * P; ++n)
                   append(bytes, MOE_DTYPE_F32,
                          n < hidden ? m.downBias->data[n] : 0.0);
@@ -361,7 +192,7 @@ FailureOr<PackedLayer> WeightPacker::planLayer(const LayerPlan &plan) {
     std::vector<int64_t> shape(type.getShape().begin(), type.getShape().end());
     return declare(prefix + name, MOE_DTYPE_F32, shape,
                    [this, value](const Emit &emit) {
-                     Materializer source(*checkpoint);
+                     reference::WeightMaterializer source(*checkpoint);
                      FailureOr<RefTensor> t = source.get(value, -1);
                      if (failed(t))
                        return failure();

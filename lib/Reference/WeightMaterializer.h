@@ -1,0 +1,82 @@
+//===- WeightMaterializer.h - values of weight expressions ------*- C++ -*-===//
+//
+// Weights never enter the IR: a weight is an expression over moe.weight
+// references (moe.dequantize, moe.quantize, tensor.concat, constants, and the
+// ops compression passes record). This computes the value of such an
+// expression, whole or one expert at a time, for everything that needs
+// numbers: the weight packer (streaming expert by expert), the reference
+// evaluator and the passes that measure weights. A new weight-transforming op
+// is taught here, once.
+//
+//===----------------------------------------------------------------------===//
+
+#ifndef MOEC_LIB_REFERENCE_WEIGHTMATERIALIZER_H
+#define MOEC_LIB_REFERENCE_WEIGHTMATERIALIZER_H
+
+#include "dialects/moe/MoEOps.h"
+#include "lib/Reference/RefTensor.h"
+#include "lib/Weights/Safetensors.h"
+
+#include "mlir/IR/Value.h"
+#include "mlir/Support/LLVM.h"
+
+#include <map>
+
+namespace mlir::moe::reference {
+
+class WeightMaterializer {
+public:
+  explicit WeightMaterializer(const ::moe::Checkpoint &checkpoint)
+      : checkpoint(checkpoint) {}
+
+  /// The value of `value` in float64: whole (`expert` < 0) or only expert
+  /// `expert`'s slice of a value with a leading expert dimension. Errors are
+  /// emitted at the op that cannot be computed.
+  FailureOr<RefTensor> get(Value value, int64_t expert = -1);
+
+  /// Whether `op` is one of the weight expressions get() computes.
+  static bool isWeightExpression(Operation *op);
+
+  const ::moe::Checkpoint &getCheckpoint() const { return checkpoint; }
+
+private:
+  const ::moe::Checkpoint &checkpoint;
+  /// The last multi-result op computed (moe.quantize): its consumers ask for
+  /// each result in turn.
+  std::pair<Operation *, int64_t> cachedKey{nullptr, 0};
+  SmallVector<RefTensor> cached;
+};
+
+/// The weight values of one feed-forward as the IR has them: routed experts
+/// stacked [E, ...], a shared expert 2-D.
+struct FfnValues {
+  FfnAttr ffn;
+  Value gate, up, down; // gate null when fused into up or ungated
+  Value gateBias, upBias, downBias;
+  int64_t numExperts = 1; // 1 for a shared expert
+  int64_t width = 0;      // I: the intermediate width
+  bool stacked = false;   // weights carry a leading expert dimension
+};
+
+/// The matrices of one expert in logical form: gate [I, H] (none when
+/// ungated), up [I, H], down [H, I], and biases; fused gate/up layouts are
+/// split.
+struct ExpertMatrices {
+  std::optional<RefTensor> gate, gateBias;
+  RefTensor up, down;
+  std::optional<RefTensor> upBias, downBias;
+};
+
+/// Which of an expert's matrices to read (each read dequantizes, so a
+/// consumer of one matrix reads only that one).
+enum class ExpertPart { All, First, FirstBias, Down, DownBias };
+
+/// Expert `expert`'s matrices of `ffn` (expert is ignored for a shared
+/// expert).
+FailureOr<ExpertMatrices> loadExpertMatrices(WeightMaterializer &source,
+                                             const FfnValues &ffn,
+                                             int64_t expert, ExpertPart part);
+
+} // namespace mlir::moe::reference
+
+#endif // MOEC_LIB_REFERENCE_WEIGHTMATERIALIZER_H
