@@ -1,8 +1,26 @@
-//===- QuantizeExperts.cpp - group-wise integer expert weights ------------===//
+//===- QuantizeExperts.cpp - quantized expert weights ---------------------===//
+//
+// Records the quantization of every expert weight as moe.quantize +
+// moe.dequantize: group-wise integers chosen by round to nearest or by GPTQ
+// (MoEQuant's router-weighted Hessian), FP8 e4m3 with 128x128 block scales, or
+// MXFP4. The weight writer executes it; GPTQ's calibration inputs reach it as
+// a safetensors file the pass writes and the IR references.
+//
+//===----------------------------------------------------------------------===//
 
 #include "passes/Passes.h"
 
+#include "lib/Compress/Calibration.h"
+#include "lib/Weights/Safetensors.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/BuiltinOps.h"
+
 #include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/Path.h"
+
+#include <cmath>
 
 namespace mlir::moe {
 #define GEN_PASS_DEF_MOEQUANTIZEEXPERTS
@@ -38,24 +56,40 @@ SmallVector<OpOperand *> expertWeights(Operation *op) {
   return weights;
 }
 
+constexpr llvm::StringLiteral kPassName = "moe-quantize-experts";
+
+/// GPTQ's inputs for one layer: per quantized weight, the rows it sees.
+struct LayerCalibration {
+  /// Routed experts: gate/up inputs [E, n_max, H], down inputs [E, n_max, I].
+  std::vector<float> routedFirst, routedDown;
+  int64_t maxRows = 1;
+  /// Shared expert: [T, H] and [T, I] (empty without one).
+  std::vector<float> sharedFirst, sharedDown;
+  int64_t tokens = 0;
+  int64_t minRows = 0;
+};
+
+/// Copies row `row` of `values` times `factor` into `out` at row `at`.
+void copyScaled(const reference::RefTensor &values, int64_t row, double factor,
+                std::vector<float> &out, int64_t at) {
+  int64_t width = values.dim(1);
+  for (int64_t c = 0; c < width; ++c)
+    out[at * width + c] = float(factor * values.row(row)[c]);
+}
+
 struct QuantizeExpertsPass
     : mlir::moe::impl::MoEQuantizeExpertsBase<QuantizeExpertsPass> {
   using Base::Base;
 
   void runOnOperation() override {
-    if (bits != 8 && bits != 4) {
-      getOperation()->emitError()
-          << "moe-quantize-experts: bits must be 8 or 4, got " << int64_t(bits);
+    if (failed(checkOptions()))
       return signalPassFailure();
+    if (method == "gptq") {
+      if (failed(runGptq()))
+        signalPassFailure();
+      return;
     }
-    if (groupSize < 1) {
-      getOperation()->emitError()
-          << "moe-quantize-experts: group-size must be positive, got "
-          << int64_t(groupSize);
-      return signalPassFailure();
-    }
-    MLIRContext *ctx = &getContext();
-    auto encoding = IntGroupEncodingAttr::get(ctx, bits, groupSize, symmetric);
+    WeightEncodingAttrInterface encoding = chooseEncoding();
     // One quantization per weight value, shared by every op that reads it.
     DenseMap<Value, Value> quantized;
     WalkResult result = getOperation()->walk([&](Operation *op) {
@@ -65,7 +99,7 @@ struct QuantizeExpertsPass
           continue; // already stored quantized
         auto it = quantized.find(weight);
         if (it == quantized.end()) {
-          FailureOr<Value> replacement = quantize(op, weight, encoding);
+          FailureOr<Value> replacement = quantize(op, weight, encoding, {});
           if (failed(replacement))
             return WalkResult::interrupt();
           it = quantized.insert({weight, *replacement}).first;
@@ -78,43 +112,372 @@ struct QuantizeExpertsPass
       signalPassFailure();
   }
 
+  LogicalResult checkOptions() {
+    Operation *root = getOperation();
+    if (format != "int" && format != "fp8" && format != "mxfp4")
+      return root->emitError()
+             << kPassName << ": format must be int, fp8 or mxfp4, got '"
+             << format << "'";
+    if (method != "rtn" && method != "gptq")
+      return root->emitError()
+             << kPassName << ": method must be rtn or gptq, got '" << method
+             << "'";
+    if (method == "gptq" && format != "int")
+      return root->emitError()
+             << kPassName << ": method=gptq chooses integer levels; it does "
+             << "not apply to format=" << format;
+    if (format != "int")
+      return success();
+    if (bits != 8 && bits != 4)
+      return root->emitError()
+             << kPassName << ": bits must be 8 or 4, got " << int64_t(bits);
+    if (groupSize < 1)
+      return root->emitError()
+             << kPassName << ": group-size must be positive, got "
+             << int64_t(groupSize);
+    return success();
+  }
+
+  WeightEncodingAttrInterface chooseEncoding() {
+    MLIRContext *ctx = &getContext();
+    if (format == "fp8")
+      return Fp8BlockEncodingAttr::get(ctx, kFp8Block, kFp8Block);
+    if (format == "mxfp4")
+      return Mxfp4EncodingAttr::get(ctx);
+    return IntGroupEncodingAttr::get(ctx, bits, groupSize, symmetric);
+  }
+
+  /// GPTQ: per moe.layer, the calibration rows of each expert weight, written
+  /// to a file and referenced by the moe.quantize ops.
+  LogicalResult runGptq() {
+    Operation *root = getOperation();
+    SmallVector<LayerOp> layers;
+    Operation *unsupported = nullptr;
+    root->walk([&](Operation *op) {
+      if (auto layer = dyn_cast<LayerOp>(op))
+        layers.push_back(layer);
+      else if (isa<ExpertsOp, SharedExpertOp>(op) && !unsupported)
+        unsupported = op;
+    });
+    if (unsupported)
+      return unsupported->emitError()
+             << kPassName
+             << ": method=gptq needs the routing of a moe.layer to weight its "
+                "calibration inputs; run it before moe-decompose";
+    if (layers.empty())
+      return success();
+    std::string directory = dataDir;
+    if (directory.empty()) {
+      Operation *module =
+          isa<ModuleOp>(root) ? root : root->getParentOfType<ModuleOp>();
+      if (module)
+        if (auto attr = module->getAttrOfType<StringAttr>(compress::kPassDataDirAttr))
+          directory = attr.str();
+    }
+    if (directory.empty())
+      return root->emitError()
+             << kPassName
+             << ": method=gptq writes the calibration inputs the weight writer "
+                "reads: give the `data-dir` option (a folder) or run it from "
+                "moe-compile";
+    SmallString<256> absolute(directory);
+    if (std::error_code error = llvm::sys::fs::make_absolute(absolute))
+      return root->emitError()
+             << kPassName << ": " << directory << ": " << error.message();
+    if (std::error_code error = llvm::sys::fs::create_directories(absolute))
+      return root->emitError() << kPassName << ": cannot create " << absolute
+                               << ": " << error.message();
+    FailureOr<std::unique_ptr<compress::PassData>> data =
+        compress::PassData::open(root, kPassName, weights, calibration,
+                                 /*needCalibration=*/true);
+    if (failed(data))
+      return failure();
+    DenseMap<Operation *, int64_t> layersPerFunction;
+    DenseMap<Value, Value> quantized;
+    for (LayerOp layer : layers) {
+      auto function = layer->getParentOfType<func::FuncOp>();
+      int64_t index = layersPerFunction[function]++;
+      std::string stem = (function ? function.getSymName().str() : "module") +
+                         ".layer" + std::to_string(index);
+      if (failed(quantizeLayerGptq(layer, **data, absolute, stem, quantized)))
+        return failure();
+    }
+    return success();
+  }
+
+  /// The calibration rows of `layer`'s experts, computed with the weights as
+  /// they are before this pass (the down projections' inputs are the
+  /// intermediates of the unquantized gate/up).
+  FailureOr<LayerCalibration> observe(LayerOp layer, compress::PassData &data) {
+    reference::WeightMaterializer &materializer = data.getWeights();
+    int64_t hidden =
+        cast<RankedTensorType>(layer.getRouterWeight().getType()).getDimSize(1);
+    FailureOr<reference::RefTensor> states = data.statesFor(layer, hidden);
+    if (failed(states))
+      return failure();
+    FailureOr<compress::LayerObservation> observation =
+        compress::observeLayer(layer, materializer, std::move(*states));
+    if (failed(observation))
+      return failure();
+    bool scaleInput = layer.getWeightsScaleInput();
+    reference::FfnValues routed = compress::routedExperts(layer);
+    int64_t experts = routed.numExperts, width = routed.width;
+    LayerCalibration result;
+    result.minRows = observation->input.dim(0);
+    for (int64_t e = 0; e < experts; ++e) {
+      int64_t n = observation->assignments[e].size();
+      result.maxRows = std::max(result.maxRows, n);
+      result.minRows = std::min(result.minRows, n);
+    }
+    int64_t rows = result.maxRows;
+    result.routedFirst.assign(experts * rows * hidden, 0.0f);
+    result.routedDown.assign(experts * rows * width, 0.0f);
+    for (int64_t e = 0; e < experts; ++e) {
+      if (observation->assignments[e].empty())
+        continue;
+      reference::RefTensor inputs = observation->routedRows(e);
+      std::vector<double> gates = observation->routedWeights(e);
+      // Llama-4 scales the expert's input by the routing weight and combines
+      // unweighted: the input is what the expert sees, weighted 1.
+      if (scaleInput) {
+        for (int64_t r = 0; r < inputs.dim(0); ++r)
+          for (int64_t c = 0; c < hidden; ++c)
+            inputs.row(r)[c] *= gates[r];
+        std::fill(gates.begin(), gates.end(), 1.0);
+      }
+      if (!routerWeighted)
+        std::fill(gates.begin(), gates.end(), 1.0);
+      FailureOr<reference::ExpertMatrices> matrices =
+          reference::loadExpertMatrices(materializer, routed, e,
+                                        reference::ExpertPart::All);
+      if (failed(matrices))
+        return failure();
+      reference::RefTensor intermediate;
+      compress::expertForward(routed.ffn, *matrices, inputs, &intermediate);
+      for (int64_t r = 0; r < inputs.dim(0); ++r) {
+        double factor = std::sqrt(std::max(gates[r], 0.0));
+        copyScaled(inputs, r, factor, result.routedFirst, e * rows + r);
+        copyScaled(intermediate, r, factor, result.routedDown, e * rows + r);
+      }
+    }
+    std::optional<reference::FfnValues> shared = compress::sharedExpert(layer);
+    if (!shared)
+      return result;
+    const reference::RefTensor &inputs = observation->input;
+    int64_t tokens = inputs.dim(0);
+    result.tokens = tokens;
+    std::vector<double> gates(tokens, 1.0);
+    if (Value sigmoidGate = layer.getSharedSigmoidGate();
+        sigmoidGate && routerWeighted) {
+      FailureOr<reference::RefTensor> gate = materializer.get(sigmoidGate);
+      if (failed(gate))
+        return failure();
+      for (int64_t t = 0; t < tokens; ++t) {
+        double logit = 0.0;
+        for (int64_t c = 0; c < hidden; ++c)
+          logit += inputs.row(t)[c] * gate->data[c];
+        gates[t] = 1.0 / (1.0 + std::exp(-logit));
+      }
+    }
+    FailureOr<reference::ExpertMatrices> matrices =
+        reference::loadExpertMatrices(materializer, *shared, 0,
+                                      reference::ExpertPart::All);
+    if (failed(matrices))
+      return failure();
+    reference::RefTensor intermediate;
+    compress::expertForward(shared->ffn, *matrices, inputs, &intermediate);
+    result.sharedFirst.assign(tokens * hidden, 0.0f);
+    result.sharedDown.assign(tokens * shared->width, 0.0f);
+    for (int64_t t = 0; t < tokens; ++t) {
+      double factor = std::sqrt(gates[t]);
+      copyScaled(inputs, t, factor, result.sharedFirst, t);
+      copyScaled(intermediate, t, factor, result.sharedDown, t);
+    }
+    return result;
+  }
+
+  LogicalResult quantizeLayerGptq(LayerOp layer, compress::PassData &data,
+                                  StringRef directory, StringRef stem,
+                                  DenseMap<Value, Value> &quantized) {
+    // Nothing to do when every expert weight is already stored quantized.
+    if (llvm::all_of(expertWeights(layer), [](OpOperand *operand) {
+          return operand->get().getDefiningOp<DequantizeOp>();
+        }))
+      return success();
+    FailureOr<LayerCalibration> rows = observe(layer, data);
+    if (failed(rows))
+      return failure();
+    reference::FfnValues routed = compress::routedExperts(layer);
+    std::optional<reference::FfnValues> shared = compress::sharedExpert(layer);
+    int64_t experts = routed.numExperts, width = routed.width;
+    int64_t hidden =
+        cast<RankedTensorType>(layer.getRouterWeight().getType()).getDimSize(1);
+
+    SmallString<256> path(directory);
+    llvm::sys::path::append(path, stem + ".gptq.safetensors");
+    auto bytes = [](const std::vector<float> &values) {
+      return llvm::ArrayRef<uint8_t>(
+          reinterpret_cast<const uint8_t *>(values.data()),
+          values.size() * sizeof(float));
+    };
+    std::vector<::moe::SafetensorsWriter::Tensor> tensors{
+        {"routed.first",
+         MOE_DTYPE_F32,
+         {experts, rows->maxRows, hidden},
+         bytes(rows->routedFirst)},
+        {"routed.down",
+         MOE_DTYPE_F32,
+         {experts, rows->maxRows, width},
+         bytes(rows->routedDown)}};
+    if (shared) {
+      tensors.push_back({"shared.first",
+                         MOE_DTYPE_F32,
+                         {rows->tokens, hidden},
+                         bytes(rows->sharedFirst)});
+      tensors.push_back({"shared.down",
+                         MOE_DTYPE_F32,
+                         {rows->tokens, shared->width},
+                         bytes(rows->sharedDown)});
+    }
+    if (llvm::Error error =
+            ::moe::SafetensorsWriter::writeFile(path.str(), tensors))
+      return layer.emitError()
+             << kPassName << ": " << llvm::toString(std::move(error));
+
+    OpBuilder b(layer);
+    auto reference = [&](const ::moe::SafetensorsWriter::Tensor &tensor) {
+      return WeightOp::create(
+                 b, layer.getLoc(),
+                 RankedTensorType::get(tensor.shape, b.getF32Type()),
+                 b.getStringAttr(tensor.name), b.getStringAttr(path.str()),
+                 IntegerAttr(), DenseI64ArrayAttr())
+          .getResult();
+    };
+    Value routedFirst = reference(tensors[0]),
+          routedDown = reference(tensors[1]);
+    Value sharedFirst = shared ? reference(tensors[2]) : Value();
+    Value sharedDown = shared ? reference(tensors[3]) : Value();
+    auto encoding =
+        IntGroupEncodingAttr::get(&getContext(), bits, groupSize, symmetric);
+    auto quantizeOperand = [&](MutableOperandRange range,
+                               Value rowsValue) -> LogicalResult {
+      for (OpOperand &operand : range) {
+        Value weight = operand.get();
+        if (weight.getDefiningOp<DequantizeOp>())
+          continue;
+        auto it = quantized.find(weight);
+        if (it == quantized.end()) {
+          FailureOr<Value> replacement =
+              quantize(layer, weight, encoding, rowsValue);
+          if (failed(replacement))
+            return failure();
+          it = quantized.insert({weight, *replacement}).first;
+        }
+        operand.set(it->second);
+      }
+      return success();
+    };
+    if (failed(quantizeOperand(layer.getGateProjMutable(), routedFirst)) ||
+        failed(quantizeOperand(layer.getUpProjMutable(), routedFirst)) ||
+        failed(quantizeOperand(layer.getDownProjMutable(), routedDown)) ||
+        failed(
+            quantizeOperand(layer.getSharedGateProjMutable(), sharedFirst)) ||
+        failed(quantizeOperand(layer.getSharedUpProjMutable(), sharedFirst)) ||
+        failed(quantizeOperand(layer.getSharedDownProjMutable(), sharedDown)))
+      return failure();
+    recordReport(layer, *rows);
+    return success();
+  }
+
+  /// The calibration rows the experts saw (fewest, most), over every layer
+  /// of the function.
+  void recordReport(LayerOp layer, const LayerCalibration &rows) {
+    auto function = layer->getParentOfType<func::FuncOp>();
+    if (!function)
+      return;
+    std::string name = ("moe.report." + kPassName).str();
+    int64_t fewest = rows.minRows, most = rows.maxRows;
+    if (auto previous = function->getAttrOfType<DictionaryAttr>(name)) {
+      if (auto v = previous.getAs<IntegerAttr>("expert_rows_min"))
+        fewest = std::min(fewest, v.getInt());
+      if (auto v = previous.getAs<IntegerAttr>("expert_rows_max"))
+        most = std::max(most, v.getInt());
+    }
+    Builder b(&getContext());
+    function->setAttr(
+        name,
+        b.getDictionaryAttr(
+            {b.getNamedAttr("method", b.getStringAttr("gptq")),
+             b.getNamedAttr("router_weighted", b.getBoolAttr(routerWeighted)),
+             b.getNamedAttr("bits", b.getI64IntegerAttr(bits)),
+             b.getNamedAttr("expert_rows_min", b.getI64IntegerAttr(fewest)),
+             b.getNamedAttr("expert_rows_max", b.getI64IntegerAttr(most))}));
+  }
+
   /// moe.dequantize(moe.quantize(weight)), built before its first user (so
-  /// the IR reads gate, up, down in order).
+  /// the IR reads gate, up, down in order); `rows` are GPTQ's calibration
+  /// inputs (null: round to nearest).
   FailureOr<Value> quantize(Operation *user, Value weight,
-                            IntGroupEncodingAttr encoding) {
+                            WeightEncodingAttrInterface encoding, Value rows) {
     auto type = cast<RankedTensorType>(weight.getType());
     int64_t rank = type.getRank();
-    int64_t rows = type.getDimSize(rank - 2), cols = type.getDimSize(rank - 1);
-    if (cols % groupSize != 0)
-      return user->emitError()
-             << "moe-quantize-experts: group-size " << int64_t(groupSize)
-             << " does not divide the input dimension " << cols
-             << " of a weight of type " << type;
-    if (bits == 4 && cols % 2 != 0)
-      return user->emitError() << "moe-quantize-experts: 4-bit weights pack "
-                                  "two values per byte and need an even "
-                                  "input dimension, got "
-                               << cols;
+    int64_t outputs = type.getDimSize(rank - 2),
+            cols = type.getDimSize(rank - 1);
     SmallVector<int64_t> batch(type.getShape().drop_back(2));
-    auto shape = [&](int64_t last) {
+    auto shape = [&](ArrayRef<int64_t> last) {
       SmallVector<int64_t> s(batch);
-      s.push_back(rows);
-      s.push_back(last);
+      s.append(last.begin(), last.end());
       return s;
     };
     OpBuilder b(&getContext());
     b.setInsertionPoint(user);
     Location loc = weight.getLoc();
-    SmallVector<Type> storage{
-        RankedTensorType::get(shape(bits == 4 ? cols / 2 : cols),
-                              b.getIntegerType(8)),
-        RankedTensorType::get(shape(cols / groupSize), b.getF32Type())};
-    if (!symmetric)
-      storage.push_back(storage[1]);
-    auto quant = QuantizeOp::create(b, loc, storage, weight, encoding);
+    SmallVector<Type> storage;
+    if (isa<Fp8BlockEncodingAttr>(encoding)) {
+      storage = {
+          RankedTensorType::get(type.getShape(), b.getType<Float8E4M3FNType>()),
+          RankedTensorType::get(shape({llvm::divideCeil(outputs, kFp8Block),
+                                       llvm::divideCeil(cols, kFp8Block)}),
+                                b.getF32Type())};
+    } else if (isa<Mxfp4EncodingAttr>(encoding)) {
+      if (cols % kMxfp4Block != 0)
+        return user->emitError()
+               << kPassName << ": mxfp4 shares one exponent among 32 inputs "
+               << "and needs an input dimension divisible by 32, got " << cols
+               << " in a weight of type " << type;
+      Type byte = b.getIntegerType(8, /*isSigned=*/false);
+      storage = {
+          RankedTensorType::get(
+              shape({outputs, cols / kMxfp4Block, kMxfp4Block / 2}), byte),
+          RankedTensorType::get(shape({outputs, cols / kMxfp4Block}), byte)};
+    } else {
+      if (cols % groupSize != 0)
+        return user->emitError()
+               << kPassName << ": group-size " << int64_t(groupSize)
+               << " does not divide the input dimension " << cols
+               << " of a weight of type " << type;
+      if (bits == 4 && cols % 2 != 0)
+        return user->emitError() << kPassName
+                                 << ": 4-bit weights pack two values per byte "
+                                    "and need an even input dimension, got "
+                                 << cols;
+      storage = {
+          RankedTensorType::get(shape({outputs, bits == 4 ? cols / 2 : cols}),
+                                b.getIntegerType(8)),
+          RankedTensorType::get(shape({outputs, cols / groupSize}),
+                                b.getF32Type())};
+      if (!symmetric)
+        storage.push_back(storage[1]);
+    }
+    auto quant = QuantizeOp::create(b, loc, storage, weight, encoding, rows,
+                                    FloatAttr());
     return DequantizeOp::create(b, loc, type, quant.getStorage(), encoding)
         .getResult();
   }
+
+  /// DeepSeek-V3's FP8 block (rows and columns) and MXFP4's block (columns).
+  static constexpr int64_t kFp8Block = 128;
+  static constexpr int64_t kMxfp4Block = 32;
 };
 
 } // namespace

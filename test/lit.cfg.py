@@ -22,6 +22,7 @@ config.substitutions.append(("%examples", os.path.join(config.moec_src_root, "ex
 config.substitutions.append(("%golden", os.path.join(config.test_source_root, "golden")))
 utils = os.path.join(config.test_source_root, "utils")
 config.substitutions.append(("%compare", "python3 " + os.path.join(utils, "compare_safetensors.py")))
+config.substitutions.append(("%list_tensors", "python3 " + os.path.join(utils, "list_tensors.py")))
 config.substitutions.append(("%make_checkpoint", "python3 " + os.path.join(utils, "make_checkpoint.py")))
 config.substitutions.append(("%make_input", "python3 " + os.path.join(utils, "make_input.py")))
 config.substitutions.append(("%mutate", "python3 " + os.path.join(utils, "mutate_checkpoint.py")))

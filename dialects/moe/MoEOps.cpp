@@ -265,14 +265,153 @@ LogicalResult DequantizeOp::verify() {
 //===----------------------------------------------------------------------===//
 
 LogicalResult QuantizeOp::verify() {
-  // Only encodings with a quantizer: a pass may not invent fp8 or mxfp4
-  // storage the weight writer cannot produce.
-  if (!isa<IntGroupEncodingAttr>(getEncoding()))
+  // Only encodings with a quantizer: a pass may not invent storage the weight
+  // writer cannot produce.
+  auto intGroup = dyn_cast<IntGroupEncodingAttr>(getEncoding());
+  if (!intGroup && !isa<Fp8BlockEncodingAttr, Mxfp4EncodingAttr>(getEncoding()))
     return emitOpError() << "has no quantizer for encoding " << getEncoding()
-                         << "; only #moe.int_group can be produced";
+                         << "; only #moe.int_group, #moe.fp8_block and "
+                            "#moe.mxfp4 can be produced";
+  if (auto fp8 = dyn_cast<Fp8BlockEncodingAttr>(getEncoding());
+      fp8 &&
+      !isa<Float8E4M3FNType>(
+          cast<RankedTensorType>(getStorage()[0].getType()).getElementType()))
+    return emitOpError() << "produces fp8_block values as f8E4M3FN only";
+  if (std::optional<double> clip = getClipRatio()) {
+    if (!intGroup || !intGroup.getSymmetric())
+      return emitOpError() << "clip applies to symmetric #moe.int_group only";
+    if (!(*clip > 0.0 && *clip <= 1.0))
+      return emitOpError() << "clip must be in (0, 1], got " << *clip;
+  }
+  if (Value rows = getCalibration()) {
+    if (!intGroup)
+      return emitOpError()
+             << "calibration rows (GPTQ) apply to #moe.int_group only";
+    // The rows share the input's leading (expert) dimensions and its input
+    // columns; their count n is free.
+    RankedTensorType input = getInput().getType();
+    auto type = cast<RankedTensorType>(rows.getType());
+    int64_t rank = input.getRank();
+    if (type.getRank() != rank ||
+        type.getShape().take_front(rank - 2) !=
+            input.getShape().take_front(rank - 2) ||
+        type.getDimSize(rank - 1) != input.getDimSize(rank - 1))
+      return emitOpError() << "calibration rows must be [..., n, "
+                           << input.getDimSize(rank - 1)
+                           << "] with the input's leading dimensions, got "
+                           << type;
+  }
   return getEncoding().verifyStorage([&] { return emitOpError(); },
                                      getStorage().getTypes(),
                                      getInput().getType());
+}
+
+//===----------------------------------------------------------------------===//
+// ScaleColumnsOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ScaleColumnsOp::verify() {
+  RankedTensorType weight = tensorType(getWeight());
+  if (weight.getRank() < 2)
+    return emitOpError() << "weight must be a tensor of rank >= 2 [..., out, "
+                            "in], got "
+                         << weight;
+  int64_t columns = weight.getDimSize(weight.getRank() - 1);
+  if (failed(expectRank(*this, getScales(), "scales", 1, "[in]")) ||
+      failed(expectDim(*this, getScales(), "scales", 0, columns,
+                       "weight's input columns")))
+    return failure();
+  return expectSameType(*this, getResult(), "result", weight);
+}
+
+//===----------------------------------------------------------------------===//
+// FactorizeOp, LatentProductOp
+//===----------------------------------------------------------------------===//
+
+namespace {
+
+std::string shapeString(ArrayRef<int64_t> shape) {
+  std::string text = "[";
+  for (auto [i, dim] : llvm::enumerate(shape))
+    text += (i ? ", " : "") + std::to_string(dim);
+  return text + "]";
+}
+
+/// Checks that `value` is [d0, d1, d2] with every given (non-negative) entry
+/// of `shape` matching; `layout` names the dimensions for the message.
+LogicalResult expectShape3(Operation *op, Value value, StringRef name,
+                           ArrayRef<int64_t> shape, StringRef layout) {
+  if (failed(expectRank(op, value, name, 3, layout)))
+    return failure();
+  RankedTensorType type = tensorType(value);
+  for (auto [dim, expected] : llvm::enumerate(shape))
+    if (type.getDimSize(dim) != expected)
+      return op->emitOpError() << name << " must have shape " << layout << " = "
+                               << shapeString(shape) << ", got " << type;
+  return success();
+}
+
+} // namespace
+
+LogicalResult FactorizeOp::verify() {
+  if (failed(expectRank(*this, getInput(), "input", 3, "[experts, out, in]")))
+    return failure();
+  RankedTensorType input = tensorType(getInput());
+  // The factorization runs at compile time on whole expert matrices: every
+  // size is part of the recorded result.
+  if (!input.hasStaticShape())
+    return emitOpError() << "input must have a static shape, got " << input;
+  int64_t experts = input.getDimSize(0), rows = input.getDimSize(1),
+          columns = input.getDimSize(2);
+  int64_t group = getGroup(), rank = getRank();
+  if (group < 1 || experts % group != 0)
+    return emitOpError() << "group " << group
+                         << " must be positive and divide the number of "
+                            "experts ("
+                         << experts << ")";
+  int64_t maxRank = std::min(group * rows, columns);
+  if (rank < 1 || rank > maxRank)
+    return emitOpError() << "rank " << rank
+                         << " must be in [1, min(group * out, in)] = [1, "
+                         << maxRank << "]";
+  if (failed(expectShape3(*this, getFactors(), "factors", {experts, rows, rank},
+                          "[experts, out, rank]")) ||
+      failed(expectShape3(*this, getBasis(), "basis",
+                          {experts / group, rank, columns},
+                          "[experts / group, rank, in]")))
+    return failure();
+  if (Value whitening = getWhitening()) {
+    if (failed(expectRank(*this, whitening, "whitening", 2, "[rows, in]")) ||
+        failed(expectDim(*this, whitening, "whitening", 1, columns,
+                         "input's input columns")))
+      return failure();
+    if (tensorType(whitening).getDimSize(0) == 0)
+      return emitOpError() << "whitening needs at least one calibration row";
+  }
+  return success();
+}
+
+LogicalResult LatentProductOp::verify() {
+  if (failed(expectRank(*this, getFactors(), "factors", 3,
+                        "[experts, out, rank]")) ||
+      failed(expectRank(*this, getBasis(), "basis", 3, "[groups, rank, in]")))
+    return failure();
+  RankedTensorType factors = tensorType(getFactors());
+  RankedTensorType basis = tensorType(getBasis());
+  if (!factors.hasStaticShape() || !basis.hasStaticShape())
+    return emitOpError() << "factors and basis must have static shapes";
+  int64_t experts = factors.getDimSize(0), groups = basis.getDimSize(0);
+  if (groups < 1 || experts % groups != 0)
+    return emitOpError() << "the number of bases (" << groups
+                         << ") must be positive and divide the number of "
+                            "experts ("
+                         << experts << ")";
+  if (failed(expectDim(*this, getBasis(), "basis", 1, factors.getDimSize(2),
+                       "factors' rank")))
+    return failure();
+  return expectShape3(*this, getResult(), "result",
+                      {experts, factors.getDimSize(1), basis.getDimSize(2)},
+                      "[experts, out, in]");
 }
 
 //===----------------------------------------------------------------------===//
@@ -430,6 +569,19 @@ LogicalResult SharedExpertOp::verify() {
       return failure();
   }
   return expectSameType(*this, getResult(), "result", input);
+}
+
+//===----------------------------------------------------------------------===//
+// ScaleChannelsOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult ScaleChannelsOp::verify() {
+  if (failed(expectRank(*this, getInput(), "input", 2, "[tokens, hidden]")) ||
+      failed(expectRank(*this, getScales(), "scales", 1, "[hidden]")) ||
+      failed(expectDim(*this, getScales(), "scales", 0,
+                       tensorType(getInput()).getDimSize(1), "hidden size")))
+    return failure();
+  return expectSameType(*this, getResult(), "result", getInput().getType());
 }
 
 //===----------------------------------------------------------------------===//

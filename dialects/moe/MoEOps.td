@@ -84,17 +84,126 @@ def MoE_QuantizeOp : MoE_Op<"quantize", [Pure]> {
     (2^bits - 1), zero point round(-min / scale) and values in [0, 2^bits - 1]. 4-bit values
     are packed two per byte, low nibble first.
 
+    With `clip(r)` (symmetric int_group only, 0 < r <= 1) the scale is r * max|w| / qmax and
+    values are clamped to [-qmax, qmax] (EAQuant's router clipping, moe-quantize-router).
+
+    With `calibration %rows` (int_group only) the levels are chosen by GPTQ instead of
+    rounding to nearest (MoEQuant, moe-quantize-experts method=gptq): rows [E, n, K]
+    (stacked input [E, N, K]) or [n, K] (input [N, K]) are the projection's inputs, each
+    already scaled by the square root of its routing weight; per expert
+    H = (2 / n) * rows^T rows + 1% of its mean diagonal, columns are quantized in order with
+    the error spread over the remaining columns through the Cholesky factor of H^-1, and each
+    group's scale (and zero point) is chosen from the updated weights when the group starts.
+    Zero rows add nothing to H (padding); an expert whose rows are all zero is rounded to
+    nearest. Columns no row reaches keep their weight (H_jj = 1 there).
+
+    `#moe.fp8_block<bn, bk>` (f8E4M3FN values): per block scale_inv = max|w| / 448, values
+    w / scale_inv rounded to the nearest e4m3 (saturating). `#moe.mxfp4`: per block of 32
+    inputs the shared exponent is floor(log2(max|w|)) - 2 (OCP MX; scale byte + 127) and
+    values are rounded to the nearest e2m1 (ties to even, saturating at +-6).
+
     ```mlir
     %q, %s = moe.quantize #moe.int_group<bits = 8, group_size = 128, symmetric = true> %w
         : (tensor<8x14336x4096xbf16>) -> (tensor<8x14336x4096xi8>, tensor<8x14336x32xf32>)
     %wq = moe.dequantize #moe.int_group<bits = 8, group_size = 128, symmetric = true> %q, %s
         : (tensor<8x14336x4096xi8>, tensor<8x14336x32xf32>) -> tensor<8x14336x4096xbf16>
+    %g, %gs = moe.quantize #moe.int_group<bits = 4, group_size = 128> %w1 calibration %x
+        : (tensor<8x14336x4096xbf16>, tensor<8x512x4096xf32>)
+        -> (tensor<8x14336x2048xi8>, tensor<8x14336x32xf32>)
+    %r, %rs = moe.quantize #moe.int_group<bits = 8, group_size = 4096> %router clip(0.87)
+        : (tensor<8x4096xbf16>) -> (tensor<8x4096xi8>, tensor<8x1xf32>)
     ```
   }];
-  let arguments = (ins MoE_FloatTensor:$input, MoE_EncodingAttr:$encoding);
+  let arguments = (ins MoE_FloatTensor:$input, MoE_EncodingAttr:$encoding,
+                       Optional<MoE_FloatTensor>:$calibration,
+                       OptionalAttr<F64Attr>:$clip);
   let results = (outs Variadic<AnyRankedTensor>:$storage);
   let assemblyFormat = [{
-    $encoding $input attr-dict `:` functional-type($input, $storage)
+    $encoding $input (`calibration` $calibration^)? (`clip` `(` $clip^ `)`)? attr-dict
+    `:` functional-type(operands, $storage)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The clipping ratio, when one is recorded.
+    std::optional<double> getClipRatio() {
+      if (::mlir::FloatAttr clip = getClipAttr())
+        return clip.getValueAsDouble();
+      return std::nullopt;
+    }
+  }];
+}
+
+def MoE_ScaleColumnsOp : MoE_Op<"scale_columns", [Pure]> {
+  let summary = "a weight with each input column multiplied by a per-channel scale";
+  let description = [{
+    result[..., n, j] = weight[..., n, j] * scales[j], rounded to the result's element type.
+    Recorded by smoothing passes (moe-smooth-experts) on the weights that read the layer's
+    input (router, gate/up, the shared expert's sigmoid gate) and executed where weights are
+    written or evaluated, one expert at a time for stacked weights: the scaled weight never
+    enters the IR.
+
+    ```mlir
+    %w1s = moe.scale_columns %w1, %s
+        : (tensor<8x14336x4096xbf16>, tensor<4096xf32>) -> tensor<8x14336x4096xbf16>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$weight, MoE_FloatTensor:$scales);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $weight `,` $scales attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_FactorizeOp : MoE_Op<"factorize", [Pure]> {
+  let summary = "experts as a small per-expert factor times a basis shared by a group";
+  let description = [{
+    MoLE latent experts: each group of `group` consecutive experts e (group g = e / group)
+    shares one basis B_g [R, K] and keeps a small factor A_e [N, R] with W_e ~ A_e B_g, of
+    rank R = `rank`. Per group, the stacked S = [W_(g*G); ...; W_(g*G+G-1)] ([G*N, K]) is
+    replaced by its truncated SVD S ~ U_R Sigma_R V_R^T: B_g = V_R^T and A is U_R Sigma_R
+    split into row blocks, so ||S - A B||_F^2 is the discarded singular energy.
+
+    With `whiten`, calibration rows X [n, K] (the projection's input) weight the error:
+    C = X^T X / n + 1e-6 * trace(C) / K * I (the ridge keeps C invertible when the rows do
+    not span K), S C^{1/2} is factorized instead and B_g = V_R^T C^{-1/2}, minimising
+    sum_e ||(W_e - A_e B_g) C^{1/2}||_F.
+
+    Recorded by moe-latent-factorize and executed where weights are materialized (one group
+    at a time, never on a device); `moe.latent_product` takes the product back.
+
+    ```mlir
+    %a, %b = moe.factorize %w rank(16) group(4)
+        : (tensor<8x32x64xbf16>) -> (tensor<8x32x16xf32>, tensor<2x16x64xf32>)
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$input, Optional<MoE_FloatTensor>:$whitening,
+                       I64Attr:$rank, I64Attr:$group);
+  let results = (outs MoE_FloatTensor:$factors, MoE_FloatTensor:$basis);
+  let assemblyFormat = [{
+    $input `rank` `(` $rank `)` `group` `(` $group `)` (`whiten` $whitening^)? attr-dict
+    `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_LatentProductOp : MoE_Op<"latent_product", [Pure]> {
+  let summary = "expert weights from their latent factors: W_e = A_e B_{e / group}";
+  let description = [{
+    The weight a `moe.factorize` approximates, for consumers that read whole expert matrices
+    (the weight packer writes the product; the reference evaluator computes with it): expert
+    e's matrix is A_e B_g with g = e / (E / number of bases), rounded to the result's element
+    type. One expert's slice reads A's expert e and B's group g only.
+
+    ```mlir
+    %w2 = moe.latent_product %a, %b
+        : (tensor<8x32x16xf32>, tensor<2x16x64xf32>) -> tensor<8x32x64xbf16>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$factors, MoE_FloatTensor:$basis);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $factors `,` $basis attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
 }
@@ -228,6 +337,28 @@ def MoE_SharedExpertOp : MoE_Op<"shared_expert", [Pure, AttrSizedOperandSegments
   let assemblyFormat = [{
     qualified($ffn) $input (`gate` $gate_proj^)? `up` $up_proj `down` $down_proj
     (`sigmoid_gate` $sigmoid_gate^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def MoE_ScaleChannelsOp : MoE_Op<"scale_channels", [Pure]> {
+  let summary = "hidden states with each channel multiplied by a per-channel scale";
+  let description = [{
+    result[t, j] = input[t, j] * scales[j]. The activation side of an equivalence-preserving
+    fold: moe-smooth-experts divides a layer's input by s (scales = 1 / s) and multiplies the
+    input columns of every linear map reading it by s (moe.scale_columns). At layer level this
+    op is the explicit target of the fold; a model-level importer folds it into the weight of
+    the RMSNorm that precedes the layer, where it costs nothing.
+
+    ```mlir
+    %xs = moe.scale_channels %x, %inv_s
+        : (tensor<?x4096xbf16>, tensor<4096xf32>) -> tensor<?x4096xbf16>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$input, MoE_FloatTensor:$scales);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `,` $scales attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
 }

@@ -1,5 +1,6 @@
 //===- Dequantize.cpp - float64 semantics of moe.dequantize ---------------===//
 
+#include "lib/Compress/Gptq.h"
 #include "lib/Reference/Kernels.h"
 #include "lib/Support/FloatFormats.h"
 
@@ -159,9 +160,116 @@ FailureOr<RefTensor> reference::dequantize(
           });
 }
 
+namespace {
+
+/// The e4m3 (f8E4M3FN) value nearest to `value`, saturating at +-448 (the
+/// format has no infinity).
+double roundToE4m3(double value) {
+  constexpr double kMax = 448.0;
+  llvm::APFloat rounded(std::clamp(value, -kMax, kMax));
+  bool lossy = false;
+  rounded.convert(llvm::APFloat::Float8E4M3FN(),
+                  llvm::APFloat::rmNearestTiesToEven, &lossy);
+  return rounded.convertToDouble();
+}
+
+/// #moe.fp8_block as DeepSeek-V3 ships it: per block scale_inv = amax / 448
+/// (stored f32) and values w / scale_inv rounded to the nearest e4m3.
+SmallVector<RefTensor> quantizeFp8Block(Fp8BlockEncodingAttr fp8,
+                                        const RefTensor &input,
+                                        TypeRange storageTypes) {
+  SmallVector<RefTensor> storage;
+  for (Type type : storageTypes)
+    storage.emplace_back(cast<RankedTensorType>(type).getShape());
+  RefTensor &values = storage[0], &scales = storage[1];
+  int64_t rank = input.rank();
+  int64_t rows = input.dim(rank - 2), cols = input.dim(rank - 1);
+  int64_t batches = input.numel() / (rows * cols);
+  int64_t br = fp8.getBlockRows(), bc = fp8.getBlockCols();
+  int64_t blockRows = scales.dim(rank - 2), blockCols = scales.dim(rank - 1);
+  Type scaleType = cast<RankedTensorType>(storageTypes[1]).getElementType();
+  for (int64_t b = 0; b < batches; ++b)
+    for (int64_t i = 0; i < blockRows; ++i)
+      for (int64_t j = 0; j < blockCols; ++j) {
+        int64_t rowEnd = std::min(rows, (i + 1) * br),
+                colEnd = std::min(cols, (j + 1) * bc);
+        double amax = 0.0;
+        for (int64_t r = i * br; r < rowEnd; ++r)
+          for (int64_t c = j * bc; c < colEnd; ++c)
+            amax = std::max(amax, std::abs(at(input, b, r, c)));
+        double scale = amax > 0 ? roundToType(scaleType, amax / 448.0) : 1.0;
+        scales.data[(b * blockRows + i) * blockCols + j] = scale;
+        for (int64_t r = i * br; r < rowEnd; ++r)
+          for (int64_t c = j * bc; c < colEnd; ++c)
+            values.data[(b * rows + r) * cols + c] =
+                roundToE4m3(at(input, b, r, c) / scale);
+      }
+  return storage;
+}
+
+/// The e2m1 nibble nearest to `x` (ties to the even encoding, saturating at
+/// +-6): magnitudes 0, .5, 1, 1.5, 2, 3, 4, 6 are encodings 0..7, bit 3 is
+/// the sign.
+uint8_t nearestE2m1(double x) {
+  static constexpr double kMagnitudes[8] = {0, 0.5, 1, 1.5, 2, 3, 4, 6};
+  double magnitude = std::min(std::abs(x), 6.0);
+  uint8_t best = 0;
+  for (uint8_t code = 1; code < 8; ++code) {
+    double distance = std::abs(magnitude - kMagnitudes[code]),
+           bestDistance = std::abs(magnitude - kMagnitudes[best]);
+    if (distance < bestDistance || (distance == bestDistance && code % 2 == 0))
+      best = code;
+  }
+  return best != 0 && x < 0 ? best | 8 : best;
+}
+
+/// #moe.mxfp4 as GPT-OSS ships it (OCP MX): per block of 32 inputs the shared
+/// exponent floor(log2(amax)) - 2 puts amax in [4, 8) on e2m1's scale (max 6,
+/// so the top of that range saturates, as the spec accepts), stored as the
+/// e8m0 byte exponent + 127; each value is the nearest e2m1 of w / 2^exponent.
+/// Bytes are stored unsigned (ui8), low nibble first.
+SmallVector<RefTensor> quantizeMxfp4(const RefTensor &input,
+                                     TypeRange storageTypes) {
+  SmallVector<RefTensor> storage;
+  for (Type type : storageTypes)
+    storage.emplace_back(cast<RankedTensorType>(type).getShape());
+  RefTensor &blocks = storage[0], &scales = storage[1];
+  int64_t rank = input.rank();
+  int64_t rows = input.dim(rank - 2), cols = input.dim(rank - 1);
+  int64_t batches = input.numel() / (rows * cols), perRow = cols / 32;
+  for (int64_t row = 0; row < batches * rows; ++row)
+    for (int64_t block = 0; block < perRow; ++block) {
+      const double *v = input.data.data() + row * cols + block * 32;
+      double amax = 0.0;
+      for (int64_t i = 0; i < 32; ++i)
+        amax = std::max(amax, std::abs(v[i]));
+      int exponent = -127;
+      if (amax > 0) {
+        int binary = 0;
+        std::frexp(amax, &binary); // amax = m * 2^binary, m in [0.5, 1)
+        exponent = std::clamp(binary - 1 - 2, -127, 127);
+      }
+      scales.data[row * perRow + block] = double(exponent + 127);
+      double *out = blocks.data.data() + (row * perRow + block) * 16;
+      for (int64_t i = 0; i < 32; i += 2) {
+        uint8_t lo = nearestE2m1(std::ldexp(v[i], -exponent)),
+                hi = nearestE2m1(std::ldexp(v[i + 1], -exponent));
+        out[i / 2] = double(lo | (hi << 4));
+      }
+    }
+  return storage;
+}
+
+} // namespace
+
 FailureOr<SmallVector<RefTensor>>
 reference::quantize(EmitErrorFn emitError, WeightEncodingAttrInterface encoding,
-                    const RefTensor &input, TypeRange storageTypes) {
+                    const RefTensor &input, TypeRange storageTypes,
+                    const RefTensor *calibration, std::optional<double> clip) {
+  if (auto fp8 = dyn_cast<Fp8BlockEncodingAttr>(encoding))
+    return quantizeFp8Block(fp8, input, storageTypes);
+  if (isa<Mxfp4EncodingAttr>(encoding))
+    return quantizeMxfp4(input, storageTypes);
   auto quant = dyn_cast<IntGroupEncodingAttr>(encoding);
   if (!quant)
     return emitError() << "has no quantizer for encoding " << encoding,
@@ -171,56 +279,58 @@ reference::quantize(EmitErrorFn emitError, WeightEncodingAttrInterface encoding,
   int64_t rank = input.rank();
   int64_t rows = input.dim(rank - 2), cols = input.dim(rank - 1);
   int64_t batches = input.numel() / (rows * cols), groups = cols / group;
+  int64_t calibrationRows = calibration ? calibration->dim(rank - 2) : 0;
+  if (calibration &&
+      (calibration->rank() != rank || calibration->dim(rank - 1) != cols ||
+       calibration->numel() != batches * calibrationRows * cols))
+    return emitError() << "calibration rows do not match the input", failure();
   SmallVector<RefTensor> storage;
   for (Type type : storageTypes)
     storage.emplace_back(cast<RankedTensorType>(type).getShape());
   RefTensor &values = storage[0], &scales = storage[1];
   Type scaleType = cast<RankedTensorType>(storageTypes[1]).getElementType();
-  // Symmetric: [-qmax, qmax] around 0. Asymmetric: 2^bits levels from the
-  // group's min to its max (both widened to include 0, so 0 is exact); 8-bit
-  // values and zero points are shifted by -128 to fit a signed byte, 4-bit ones
-  // stay unsigned nibbles (as moe.dequantize reads them).
-  double qmax = double((int64_t(1) << (bits - 1)) - 1);
-  double levels = double((int64_t(1) << bits) - 1);
+  // The scale is stored in its type; levels are chosen against the stored
+  // value so dequantization reproduces exactly what was chosen here.
+  compress::RoundScaleFn roundScale = [&](double scale) {
+    return roundToType(scaleType, scale);
+  };
+  compress::IntGrid grid{bits, symmetric, clip.value_or(1.0)};
+  // 8-bit asymmetric values and zero points are shifted by -128 to fit a
+  // signed byte; 4-bit ones stay unsigned nibbles (as moe.dequantize reads
+  // them).
   double shift = !symmetric && !packed ? 128.0 : 0.0;
-  std::vector<double> q(cols);
-  for (int64_t b = 0; b < batches; ++b)
+  for (int64_t b = 0; b < batches; ++b) {
+    Eigen::Map<const compress::QuantMatrix> weight(
+        input.data.data() + b * rows * cols, rows, cols);
+    compress::IntQuantized levels =
+        calibration
+            ? compress::quantizeGptq(
+                  weight,
+                  compress::gptqHessian(Eigen::Map<const compress::QuantMatrix>(
+                      calibration->data.data() + b * calibrationRows * cols,
+                      calibrationRows, cols)),
+                  grid, group, roundScale)
+            : compress::quantizeRtn(weight, grid, group, roundScale);
     for (int64_t r = 0; r < rows; ++r) {
-      const double *w = input.data.data() + (b * rows + r) * cols;
       for (int64_t g = 0; g < groups; ++g) {
-        const double *v = w + g * group;
-        double lo = 0.0, hi = 0.0;
-        for (int64_t i = 0; i < group; ++i) {
-          lo = std::min(lo, v[i]);
-          hi = std::max(hi, v[i]);
-        }
-        double range =
-            symmetric ? std::max(-lo, hi) / qmax : (hi - lo) / levels;
-        // The scale is stored in its type; rounding uses the stored value so
-        // dequantization reproduces exactly what was chosen here.
-        double scale = range > 0 ? roundToType(scaleType, range) : 1.0;
-        double zero = symmetric ? 0.0 : std::nearbyint(-lo / scale);
         int64_t at = (b * rows + r) * groups + g;
-        scales.data[at] = scale;
+        scales.data[at] = levels.scales(r, g);
         if (!symmetric)
-          storage[2].data[at] = zero - shift;
-        for (int64_t i = 0; i < group; ++i) {
-          double level = std::nearbyint(v[i] / scale) + zero;
-          level = symmetric ? std::clamp(level, -qmax, qmax)
-                            : std::clamp(level, 0.0, levels);
-          q[g * group + i] = level - shift;
-        }
+          storage[2].data[at] = levels.zeros(r, g) - shift;
       }
       double *out =
           values.data.data() + (b * rows + r) * (packed ? cols / 2 : cols);
       if (!packed) {
-        std::copy(q.begin(), q.end(), out);
+        for (int64_t c = 0; c < cols; ++c)
+          out[c] = levels.levels(r, c) - shift;
         continue;
       }
       for (int64_t c = 0; c < cols; c += 2) {
-        int byte = (int(q[c]) & 0xF) | ((int(q[c + 1]) & 0xF) << 4);
+        int byte = (int(levels.levels(r, c)) & 0xF) |
+                   ((int(levels.levels(r, c + 1)) & 0xF) << 4);
         out[c / 2] = byte >= 128 ? byte - 256 : byte; // as a signed i8
       }
     }
+  }
   return storage;
 }

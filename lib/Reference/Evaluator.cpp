@@ -10,6 +10,7 @@
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
 
 #include "llvm/ADT/TypeSwitch.h"
+#include "llvm/Support/Path.h"
 
 #include <cmath>
 #include <set>
@@ -86,7 +87,19 @@ FailureOr<RefTensor> reference::readWeight(const ::moe::Checkpoint &checkpoint,
   for (auto [i, e] : llvm::enumerate(experts)) {
     std::string name =
         stacked ? weight.getTensorName(e) : weight.getName().str();
-    std::optional<::moe::Checkpoint::Entry> entry = checkpoint.find(name);
+    // A weight `from` an absolute path reads a file a pass derived (e.g.
+    // calibration states); otherwise the checkpoint's index finds the shard.
+    std::optional<::moe::Checkpoint::Entry> entry;
+    std::optional<StringRef> file = weight.getFile();
+    if (file && llvm::sys::path::is_absolute(*file)) {
+      llvm::Expected<::moe::Checkpoint::Entry> external =
+          checkpoint.getExternal(*file, name);
+      if (!external)
+        return weight.emitOpError() << llvm::toString(external.takeError());
+      entry = *external;
+    } else {
+      entry = checkpoint.find(name);
+    }
     if (!entry)
       return weight.emitOpError()
              << "tensor '" << name << "' is not in the checkpoint "
@@ -230,7 +243,8 @@ LogicalResult Interpreter::run(Operation *op) {
       .Case([&](QuantizeOp quant) -> LogicalResult {
         FailureOr<SmallVector<RefTensor>> storage =
             quantize(emitError, quant.getEncoding(), get(quant.getInput()),
-                     quant.getStorage().getTypes());
+                     quant.getStorage().getTypes(),
+                     getOptional(quant.getCalibration()), quant.getClipRatio());
         if (failed(storage))
           return failure();
         for (auto [result, tensor] : llvm::zip(quant.getStorage(), *storage))
@@ -294,6 +308,17 @@ LogicalResult Interpreter::run(Operation *op) {
         if (failed(result))
           return failure();
         bind(combineOp.getResult(), std::move(*result));
+        return success();
+      })
+      .Case([&](ScaleChannelsOp scaleOp) -> LogicalResult {
+        // In float64 like every activation here; compiled code multiplies in
+        // f32.
+        RefTensor result = get(scaleOp.getInput());
+        const RefTensor &scales = get(scaleOp.getScales());
+        int64_t hidden = scales.numel();
+        for (int64_t i = 0; i < result.numel(); ++i)
+          result.data[i] *= scales.data[i % hidden];
+        bind(scaleOp.getResult(), std::move(result));
         return success();
       })
       .Case([&](LayerOp layer) { return evaluateLayer(layer); })

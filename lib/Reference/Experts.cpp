@@ -10,10 +10,10 @@ using namespace mlir::moe;
 using namespace mlir::moe::reference;
 
 namespace {
-
 double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+} // namespace
 
-double activate(Activation activation, double x) {
+double reference::activate(Activation activation, double x) {
   switch (activation) {
   case Activation::Silu:
     return x * sigmoid(x);
@@ -31,8 +31,7 @@ double activate(Activation activation, double x) {
   return x;
 }
 
-/// act(gate) * up, or GPT-OSS's clamped variant.
-double gatedActivation(FfnAttr ffn, double gate, double up) {
+double reference::gatedActivation(FfnAttr ffn, double gate, double up) {
   if (ffn.getActivation() != Activation::ClampedSwiglu)
     return activate(ffn.getActivation(), gate) * up;
   double limit = ffn.getLimit().getValueAsDouble();
@@ -41,6 +40,8 @@ double gatedActivation(FfnAttr ffn, double gate, double up) {
   up = std::clamp(up, -limit, limit);
   return (up + 1.0) * gate * sigmoid(alpha * gate);
 }
+
+namespace {
 
 /// y = W x (+ b) for one row; W is [rows, cols] row-major.
 void matVec(const double *weight, int64_t rows, int64_t cols, const double *x,

@@ -50,6 +50,11 @@ struct FfnWeights {
 };
 
 /// moe.experts: rows [offsets[e], offsets[e+1]) through expert e.
+/// The activation of an ungated feed-forward.
+double activate(Activation activation, double x);
+/// act(gate) * up, or GPT-OSS's clamped variant.
+double gatedActivation(FfnAttr ffn, double gate, double up);
+
 FailureOr<RefTensor> experts(EmitErrorFn emitError, FfnAttr ffn,
                              const RefTensor &input,
                              const RefTensor &expertOffsets,
@@ -75,11 +80,16 @@ FailureOr<RefTensor> dequantize(EmitErrorFn emitError,
                                 llvm::ArrayRef<const RefTensor *> storage,
                                 RankedTensorType resultType);
 
-/// moe.quantize: the stored tensors of `input` under `encoding` (only
-/// #moe.int_group has a quantizer), as their types `storageTypes` hold them.
+/// moe.quantize: the stored tensors of `input` under `encoding` (int_group,
+/// fp8_block with e4m3 values, mxfp4), as their types `storageTypes` hold
+/// them. int_group only: with `calibration` rows (the input's leading
+/// dimensions, then [n, K]) the levels are chosen by GPTQ, and `clip` scales
+/// symmetric ranges.
 FailureOr<llvm::SmallVector<RefTensor>>
 quantize(EmitErrorFn emitError, WeightEncodingAttrInterface encoding,
-         const RefTensor &input, TypeRange storageTypes);
+         const RefTensor &input, TypeRange storageTypes,
+         const RefTensor *calibration = nullptr,
+         std::optional<double> clip = std::nullopt);
 
 /// tensor.concat of `parts` along `dim`.
 RefTensor concat(llvm::ArrayRef<const RefTensor *> parts, int64_t dim);

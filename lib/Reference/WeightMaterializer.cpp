@@ -2,6 +2,7 @@
 
 #include "lib/Reference/WeightMaterializer.h"
 
+#include "lib/Compress/LatentFactorization.h"
 #include "lib/Reference/Evaluator.h"
 #include "lib/Reference/Kernels.h"
 
@@ -27,11 +28,117 @@ RefTensor takeRows(const RefTensor &t, int64_t first, int64_t count,
   return result;
 }
 
+/// The static slice `offsets`/`sizes`/`strides` of `t` (all of rank t.rank()).
+RefTensor slice(const RefTensor &t, ArrayRef<int64_t> offsets,
+                ArrayRef<int64_t> sizes, ArrayRef<int64_t> strides) {
+  int64_t rank = t.rank();
+  SmallVector<int64_t> stride(rank, 1), index(rank, 0);
+  for (int64_t d = rank - 2; d >= 0; --d)
+    stride[d] = stride[d + 1] * t.dim(d + 1);
+  RefTensor result(sizes);
+  for (int64_t linear = 0; linear < result.numel(); ++linear) {
+    int64_t offset = 0;
+    for (int64_t d = 0; d < rank; ++d)
+      offset += (offsets[d] + index[d] * strides[d]) * stride[d];
+    result.data[linear] = t.data[offset];
+    for (int64_t d = rank - 1; d >= 0 && ++index[d] == sizes[d]; --d)
+      index[d] = 0;
+  }
+  return result;
+}
+
+/// Slice `index` of the leading dimension of `t`.
+RefTensor leadingSlice(const RefTensor &t, int64_t index) {
+  RefTensor slice(ArrayRef<int64_t>(t.shape).drop_front());
+  std::copy_n(t.data.data() + index * slice.numel(), slice.numel(),
+              slice.data.data());
+  return slice;
+}
+
+/// Copies the row-major `matrix` into `out` from element `offset`, each value
+/// rounded to `element`.
+void storeRounded(const compress::LatentMatrix &matrix, Type element,
+                  RefTensor &out, int64_t offset) {
+  const double *values = matrix.data();
+  for (int64_t i = 0, n = matrix.size(); i < n; ++i)
+    out.data[offset + i] = roundToType(element, values[i]);
+}
+
+/// moe.factorize on group `group` of experts (every group when negative):
+/// factors [experts of those groups, N, R] and bases [groups, R, K], each
+/// rounded to its result's element type. Memory: one group's stacked matrices.
+/// The whitening (a [K, K] eigendecomposition) is recomputed per call; calls
+/// are per group, so that is once per group.
+FailureOr<std::pair<RefTensor, RefTensor>>
+factorizeGroups(WeightMaterializer &source, FactorizeOp op, int64_t group) {
+  RankedTensorType input = op.getInput().getType();
+  int64_t experts = input.getDimSize(0), rows = input.getDimSize(1),
+          columns = input.getDimSize(2);
+  int64_t perGroup = op.getGroup(), rank = op.getRank();
+  int64_t first = group < 0 ? 0 : group;
+  int64_t count = group < 0 ? experts / perGroup : 1;
+
+  std::optional<compress::Whitening> whitening;
+  if (Value whiteningRows = op.getWhitening()) {
+    FailureOr<RefTensor> calibration = source.get(whiteningRows);
+    if (failed(calibration))
+      return failure();
+    if (calibration->rank() != 2 || calibration->dim(0) < 1 ||
+        calibration->dim(1) != columns)
+      return op.emitOpError()
+             << "whitening rows must be [n >= 1, " << columns << "]";
+    whitening =
+        compress::whiteningFromRows(Eigen::Map<const compress::LatentMatrix>(
+            calibration->data.data(), calibration->dim(0), columns));
+  }
+
+  Type factorsElement = op.getFactors().getType().getElementType();
+  Type basisElement = op.getBasis().getType().getElementType();
+  RefTensor factors({count * perGroup, rows, rank});
+  RefTensor bases({count, rank, columns});
+  compress::LatentMatrix stack(perGroup * rows, columns);
+  for (int64_t g = first; g < first + count; ++g) {
+    for (int64_t i = 0; i < perGroup; ++i) {
+      FailureOr<RefTensor> weight = source.get(op.getInput(), g * perGroup + i);
+      if (failed(weight))
+        return failure();
+      std::copy_n(weight->data.data(), rows * columns,
+                  stack.data() + i * rows * columns);
+    }
+    compress::LatentFactors latent = compress::factorizeStack(
+        stack, rank, whitening ? &*whitening : nullptr);
+    storeRounded(latent.a, factorsElement, factors,
+                 (g - first) * perGroup * rows * rank);
+    storeRounded(latent.b, basisElement, bases, (g - first) * rank * columns);
+  }
+  return std::make_pair(std::move(factors), std::move(bases));
+}
+
 } // namespace
+
+FfnValues FfnValues::get(FfnAttr ffn, Value gate, Value up, Value down,
+                         Value gateBias, Value upBias, Value downBias,
+                         bool stacked) {
+  FfnValues values;
+  values.ffn = ffn;
+  values.gate = gate;
+  values.up = up;
+  values.down = down;
+  values.gateBias = gateBias;
+  values.upBias = upBias;
+  values.downBias = downBias;
+  values.stacked = stacked;
+  auto upType = cast<RankedTensorType>(up.getType());
+  values.numExperts = stacked ? upType.getDimSize(0) : 1;
+  int64_t rows = upType.getDimSize(upType.getRank() - 2);
+  values.width = ffn.isFused() ? rows / 2 : rows;
+  return values;
+}
 
 bool WeightMaterializer::isWeightExpression(Operation *op) {
   return isa<WeightOp, DequantizeOp, QuantizeOp, tensor::ConcatOp,
-             arith::ConstantOp>(op);
+             tensor::ExtractSliceOp, arith::ConstantOp, ScaleColumnsOp,
+             FactorizeOp, LatentProductOp>(op);
 }
 
 FailureOr<RefTensor> WeightMaterializer::get(Value value, int64_t expert) {
@@ -72,9 +179,18 @@ FailureOr<RefTensor> WeightMaterializer::get(Value value, int64_t expert) {
                                                 tensor.getElementType())
                         : tensor);
       }
-      FailureOr<SmallVector<RefTensor>> storage =
-          quantize([&] { return quant.emitOpError(); }, quant.getEncoding(),
-                   *input, types);
+      // GPTQ's calibration rows are sliced like the weight: this expert's
+      // rows only.
+      std::optional<RefTensor> rows;
+      if (Value calibration = quant.getCalibration()) {
+        FailureOr<RefTensor> read = get(calibration, expert);
+        if (failed(read))
+          return failure();
+        rows = std::move(*read);
+      }
+      FailureOr<SmallVector<RefTensor>> storage = quantize(
+          [&] { return quant.emitOpError(); }, quant.getEncoding(), *input,
+          types, rows ? &*rows : nullptr, quant.getClipRatio());
       if (failed(storage))
         return failure();
       cached = std::move(*storage);
@@ -110,6 +226,106 @@ FailureOr<RefTensor> WeightMaterializer::get(Value value, int64_t expert) {
       pointers.push_back(&part);
     return concat(pointers, expert >= 0 ? dim - 1 : dim);
   }
+  if (auto sliceOp = value.getDefiningOp<tensor::ExtractSliceOp>()) {
+    // Static, rank-preserving slices only (passes select experts with them);
+    // an expert's slice of the result is a slice of source expert
+    // offset + stride * expert.
+    ArrayRef<int64_t> offsets = sliceOp.getStaticOffsets(),
+                      sizes = sliceOp.getStaticSizes(),
+                      strides = sliceOp.getStaticStrides();
+    if (ShapedType::isDynamicShape(offsets) ||
+        ShapedType::isDynamicShape(sizes) ||
+        ShapedType::isDynamicShape(strides) ||
+        sliceOp.getResultType().getRank() != sliceOp.getSourceType().getRank())
+      return sliceOp.emitOpError()
+             << "is not a static rank-preserving slice; weights are sliced "
+                "only that way";
+    if (expert < 0) {
+      FailureOr<RefTensor> source = get(sliceOp.getSource());
+      if (failed(source))
+        return failure();
+      return slice(*source, offsets, sizes, strides);
+    }
+    FailureOr<RefTensor> source =
+        get(sliceOp.getSource(), offsets[0] + strides[0] * expert);
+    if (failed(source))
+      return failure();
+    return slice(*source, offsets.drop_front(), sizes.drop_front(),
+                 strides.drop_front());
+  }
+  if (auto scaleOp = value.getDefiningOp<ScaleColumnsOp>()) {
+    // A smoothing fold recorded by a pass: the scales are one vector over the
+    // input columns, so an expert's slice scales the same way as the whole.
+    FailureOr<RefTensor> weight = get(scaleOp.getWeight(), expert);
+    FailureOr<RefTensor> scales = get(scaleOp.getScales());
+    if (failed(weight) || failed(scales))
+      return failure();
+    Type element = scaleOp.getResult().getType().getElementType();
+    int64_t columns = scales->numel();
+    for (int64_t i = 0; i < weight->numel(); ++i)
+      weight->data[i] =
+          roundToType(element, weight->data[i] * scales->data[i % columns]);
+    return weight;
+  }
+  if (auto factorize = value.getDefiningOp<FactorizeOp>()) {
+    // Both results are sliced along their own leading dimension: slice
+    // `expert` of the factors is expert `expert`'s A, slice `expert` of the
+    // basis is group `expert`'s B. One group's SVD serves all of it.
+    bool isBasis = cast<OpResult>(value).getResultNumber() == 1;
+    int64_t perGroup = factorize.getGroup();
+    int64_t slices = cast<RankedTensorType>(value.getType()).getDimSize(0);
+    if (expert >= slices)
+      return factorize.emitOpError()
+             << "has no " << (isBasis ? "group " : "expert ") << expert
+             << " (it holds " << slices << ")";
+    int64_t group = expert < 0 ? -1 : isBasis ? expert : expert / perGroup;
+    auto key = std::make_pair(factorize.getOperation(), group);
+    auto everyGroup = std::make_pair(factorize.getOperation(), int64_t(-1));
+    if (factorizedKey != key && factorizedKey != everyGroup) {
+      auto computed = factorizeGroups(*this, factorize, group);
+      if (failed(computed))
+        return failure();
+      std::tie(factorizedA, factorizedB) = std::move(*computed);
+      factorizedKey = key;
+    }
+    const RefTensor &whole = isBasis ? factorizedB : factorizedA;
+    if (expert < 0)
+      return whole;
+    if (factorizedKey.second < 0)
+      return leadingSlice(whole, expert);
+    return leadingSlice(whole, isBasis ? 0 : expert - group * perGroup);
+  }
+  if (auto product = value.getDefiningOp<LatentProductOp>()) {
+    // Expert e's matrix is A_e B_g with g = e / (experts per basis): one
+    // expert's slice reads A's expert e and B's group g only.
+    RankedTensorType factorsType = product.getFactors().getType();
+    int64_t experts = factorsType.getDimSize(0);
+    int64_t perGroup = experts / product.getBasis().getType().getDimSize(0);
+    if (expert >= experts)
+      return product.emitOpError()
+             << "has no expert " << expert << " (it holds " << experts << ")";
+    FailureOr<RefTensor> factors = get(product.getFactors(), expert);
+    FailureOr<RefTensor> basis =
+        get(product.getBasis(), expert < 0 ? int64_t(-1) : expert / perGroup);
+    if (failed(factors) || failed(basis))
+      return failure();
+    int64_t rows = factorsType.getDimSize(1), rank = factorsType.getDimSize(2),
+            columns = product.getResult().getType().getDimSize(2);
+    int64_t count = expert < 0 ? experts : 1;
+    RefTensor result(expert < 0 ? SmallVector<int64_t>{experts, rows, columns}
+                                : SmallVector<int64_t>{rows, columns});
+    Type element = product.getResult().getType().getElementType();
+    for (int64_t e = 0; e < count; ++e) {
+      int64_t g = expert < 0 ? e / perGroup : 0;
+      compress::LatentMatrix matrix =
+          Eigen::Map<const compress::LatentMatrix>(
+              factors->data.data() + e * rows * rank, rows, rank) *
+          Eigen::Map<const compress::LatentMatrix>(
+              basis->data.data() + g * rank * columns, rank, columns);
+      storeRounded(matrix, element, result, e * rows * columns);
+    }
+    return result;
+  }
   if (auto constant = value.getDefiningOp<arith::ConstantOp>()) {
     auto elements = dyn_cast<DenseElementsAttr>(constant.getValue());
     if (!elements)
@@ -124,7 +340,8 @@ FailureOr<RefTensor> WeightMaterializer::get(Value value, int64_t expert) {
   }
   return emitError(value.getLoc())
          << "is not a weight expression (moe.weight, moe.dequantize, "
-            "moe.quantize, tensor.concat or a constant)";
+            "moe.quantize, tensor.concat, tensor.extract_slice or a "
+            "constant)";
 }
 
 FailureOr<ExpertMatrices>
@@ -176,4 +393,182 @@ reference::loadExpertMatrices(WeightMaterializer &source, const FfnValues &ffn,
     }
   }
   return m;
+}
+
+//===----------------------------------------------------------------------===//
+// Integer views of int_group weights
+//===----------------------------------------------------------------------===//
+
+/// Whether `slice` selects experts only: every dimension but the first whole.
+static bool slicesExpertsOnly(tensor::ExtractSliceOp slice) {
+  ArrayRef<int64_t> offsets = slice.getStaticOffsets(),
+                    sizes = slice.getStaticSizes(),
+                    strides = slice.getStaticStrides();
+  RankedTensorType source = slice.getSourceType();
+  if (ShapedType::isDynamicShape(offsets) ||
+      ShapedType::isDynamicShape(sizes) ||
+      ShapedType::isDynamicShape(strides) ||
+      slice.getResultType().getRank() != source.getRank())
+    return false;
+  for (int64_t d = 1; d < source.getRank(); ++d)
+    if (offsets[d] != 0 || sizes[d] != source.getDimSize(d) || strides[d] != 1)
+      return false;
+  return true;
+}
+
+IntGroupEncodingAttr WeightMaterializer::getIntGroupEncoding(Value value) {
+  if (auto dequant = value.getDefiningOp<DequantizeOp>())
+    return dyn_cast<IntGroupEncodingAttr>(dequant.getEncoding());
+  if (auto slice = value.getDefiningOp<tensor::ExtractSliceOp>())
+    return slicesExpertsOnly(slice) ? getIntGroupEncoding(slice.getSource())
+                                    : IntGroupEncodingAttr();
+  if (auto concatOp = value.getDefiningOp<tensor::ConcatOp>()) {
+    // Along experts or along output rows; never along the grouped input
+    // dimension.
+    int64_t rank = concatOp.getResultType().getRank();
+    if (int64_t(concatOp.getDim()) == rank - 1)
+      return {};
+    IntGroupEncodingAttr common;
+    for (Value input : concatOp.getInputs()) {
+      IntGroupEncodingAttr encoding = getIntGroupEncoding(input);
+      if (!encoding || (common && common != encoding))
+        return {};
+      common = encoding;
+    }
+    return common;
+  }
+  return {};
+}
+
+FailureOr<WeightMaterializer::IntGroupValues>
+WeightMaterializer::getIntGroup(Value value, int64_t expert) {
+  if (auto dequant = value.getDefiningOp<DequantizeOp>()) {
+    auto encoding = dyn_cast<IntGroupEncodingAttr>(dequant.getEncoding());
+    if (!encoding)
+      return dequant.emitOpError() << "is not stored as #moe.int_group";
+    SmallVector<RefTensor> storage;
+    for (Value stored : dequant.getStorage()) {
+      FailureOr<RefTensor> part = get(stored, expert);
+      if (failed(part))
+        return failure();
+      storage.push_back(std::move(*part));
+    }
+    IntGroupValues result;
+    if (encoding.getBits() == 4) {
+      // Two values a byte, low nibble first; two's complement when symmetric.
+      const RefTensor &packed = storage[0];
+      SmallVector<int64_t> shape(packed.shape.begin(), packed.shape.end());
+      shape.back() *= 2;
+      result.levels = RefTensor(shape);
+      for (int64_t i = 0; i < packed.numel(); ++i) {
+        int byte = int(packed.data[i]) & 0xFF;
+        for (int half = 0; half < 2; ++half) {
+          int nibble = half ? byte >> 4 : byte & 0xF;
+          result.levels.data[2 * i + half] =
+              encoding.getSymmetric() && nibble >= 8 ? nibble - 16 : nibble;
+        }
+      }
+    } else {
+      result.levels = std::move(storage[0]);
+    }
+    result.scales = std::move(storage[1]);
+    if (!encoding.getSymmetric())
+      result.zeros = std::move(storage[2]);
+    return result;
+  }
+  if (auto slice = value.getDefiningOp<tensor::ExtractSliceOp>()) {
+    if (!slicesExpertsOnly(slice) || expert < 0)
+      return slice.emitOpError()
+             << "is read as integer levels only one expert at a time";
+    return getIntGroup(slice.getSource(),
+                       slice.getStaticOffsets()[0] +
+                           slice.getStaticStrides()[0] * expert);
+  }
+  if (auto concatOp = value.getDefiningOp<tensor::ConcatOp>()) {
+    int64_t dim = concatOp.getDim();
+    if (dim == 0 && expert >= 0) {
+      int64_t first = 0;
+      for (Value input : concatOp.getInputs()) {
+        int64_t count = cast<RankedTensorType>(input.getType()).getDimSize(0);
+        if (expert < first + count)
+          return getIntGroup(input, expert - first);
+        first += count;
+      }
+      return concatOp.emitOpError() << "has no expert " << expert;
+    }
+    SmallVector<IntGroupValues> parts;
+    for (Value input : concatOp.getInputs()) {
+      FailureOr<IntGroupValues> part = getIntGroup(input, expert);
+      if (failed(part))
+        return failure();
+      parts.push_back(std::move(*part));
+    }
+    int64_t along = expert >= 0 ? dim - 1 : dim;
+    auto join = [&](RefTensor IntGroupValues::*member) {
+      SmallVector<const RefTensor *> pointers;
+      for (IntGroupValues &part : parts)
+        pointers.push_back(&(part.*member));
+      return concat(pointers, along);
+    };
+    IntGroupValues result;
+    result.levels = join(&IntGroupValues::levels);
+    result.scales = join(&IntGroupValues::scales);
+    if (!parts.front().zeros.shape.empty())
+      result.zeros = join(&IntGroupValues::zeros);
+    return result;
+  }
+  return emitError(value.getLoc())
+         << "is not a #moe.int_group weight (a moe.dequantize, or "
+            "concatenations and expert slices of one)";
+}
+
+FailureOr<ExpertIntGroups>
+reference::loadExpertIntGroups(WeightMaterializer &source, const FfnValues &ffn,
+                               int64_t expert, ExpertPart part) {
+  int64_t e = ffn.stacked ? expert : -1;
+  ExpertIntGroups result;
+  if (part == ExpertPart::Down) {
+    FailureOr<WeightMaterializer::IntGroupValues> down =
+        source.getIntGroup(ffn.down, e);
+    if (failed(down))
+      return failure();
+    result.down = std::move(*down);
+    return result;
+  }
+  FailureOr<WeightMaterializer::IntGroupValues> up =
+      source.getIntGroup(ffn.up, e);
+  if (failed(up))
+    return failure();
+  if (ffn.gate) {
+    FailureOr<WeightMaterializer::IntGroupValues> gate =
+        source.getIntGroup(ffn.gate, e);
+    if (failed(gate))
+      return failure();
+    result.gate = std::move(*gate);
+    result.up = std::move(*up);
+    return result;
+  }
+  GluLayout glu = ffn.ffn.getGlu();
+  if (glu != GluLayout::Halves && glu != GluLayout::Interleaved) {
+    result.up = std::move(*up);
+    return result;
+  }
+  // A fused first projection splits into gate and up rows, with their
+  // scales and zero points.
+  bool halves = glu == GluLayout::Halves;
+  int64_t width = ffn.width;
+  auto split = [&](const WeightMaterializer::IntGroupValues &fused,
+                   bool gatePart) {
+    int64_t first = gatePart ? 0 : (halves ? width : 1);
+    int64_t step = halves ? 1 : 2;
+    WeightMaterializer::IntGroupValues half;
+    half.levels = takeRows(fused.levels, first, width, step);
+    half.scales = takeRows(fused.scales, first, width, step);
+    if (!fused.zeros.shape.empty())
+      half.zeros = takeRows(fused.zeros, first, width, step);
+    return half;
+  };
+  result.gate = split(*up, true);
+  result.up = split(*up, false);
+  return result;
 }

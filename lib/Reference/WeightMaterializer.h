@@ -39,12 +39,32 @@ public:
 
   const ::moe::Checkpoint &getCheckpoint() const { return checkpoint; }
 
+  /// The integer levels, scales and zero points of a weight stored with one
+  /// #moe.int_group encoding: a moe.dequantize, or concatenations and expert
+  /// slices of such (what fusing gate/up and selecting experts make of them).
+  /// Compiled kernels dequantize these themselves.
+  struct IntGroupValues {
+    RefTensor levels; // [..., N, K]: q, signed when symmetric
+    RefTensor scales; // [..., N, K / group]
+    RefTensor zeros;  // like scales when asymmetric, else empty
+  };
+  FailureOr<IntGroupValues> getIntGroup(Value value, int64_t expert = -1);
+
+  /// The one #moe.int_group encoding `value` is stored with (as getIntGroup
+  /// reads it), from the IR alone; null when it has none or several.
+  static IntGroupEncodingAttr getIntGroupEncoding(Value value);
+
 private:
   const ::moe::Checkpoint &checkpoint;
   /// The last multi-result op computed (moe.quantize): its consumers ask for
   /// each result in turn.
   std::pair<Operation *, int64_t> cachedKey{nullptr, 0};
   SmallVector<RefTensor> cached;
+  /// The factors [G or E, N, R] and bases [1 or E/G, R, K] of the last
+  /// moe.factorize group computed (group -1: all of them): the experts of a
+  /// group share one SVD, which expert-by-expert reads would otherwise repeat.
+  std::pair<Operation *, int64_t> factorizedKey{nullptr, 0};
+  RefTensor factorizedA, factorizedB;
 };
 
 /// The weight values of one feed-forward as the IR has them: routed experts
@@ -56,6 +76,12 @@ struct FfnValues {
   int64_t numExperts = 1; // 1 for a shared expert
   int64_t width = 0;      // I: the intermediate width
   bool stacked = false;   // weights carry a leading expert dimension
+
+  /// The feed-forward of these weights: the expert count and width from the
+  /// up projection (halved when gate and up are fused into it).
+  static FfnValues get(FfnAttr ffn, Value gate, Value up, Value down,
+                       Value gateBias, Value upBias, Value downBias,
+                       bool stacked);
 };
 
 /// The matrices of one expert in logical form: gate [I, H] (none when
@@ -76,6 +102,18 @@ enum class ExpertPart { All, First, FirstBias, Down, DownBias };
 FailureOr<ExpertMatrices> loadExpertMatrices(WeightMaterializer &source,
                                              const FfnValues &ffn,
                                              int64_t expert, ExpertPart part);
+
+/// An expert's first projection (gate and up, split like
+/// ExpertMatrices) or down projection as integer levels.
+struct ExpertIntGroups {
+  std::optional<WeightMaterializer::IntGroupValues> gate;
+  WeightMaterializer::IntGroupValues up, down;
+};
+/// As loadExpertMatrices for the weights getIntGroupEncoding accepts; `part`
+/// is First or Down.
+FailureOr<ExpertIntGroups> loadExpertIntGroups(WeightMaterializer &source,
+                                               const FfnValues &ffn,
+                                               int64_t expert, ExpertPart part);
 
 } // namespace mlir::moe::reference
 

@@ -228,6 +228,21 @@ std::optional<Checkpoint::Entry> Checkpoint::find(llvm::StringRef name) const {
   return it->second;
 }
 
+llvm::Expected<Checkpoint::Entry>
+Checkpoint::getExternal(llvm::StringRef path, llvm::StringRef name) const {
+  auto it = externalFiles.find(path);
+  if (it == externalFiles.end()) {
+    auto file = SafetensorsFile::open(path);
+    if (!file)
+      return file.takeError();
+    it = externalFiles.emplace(path.str(), std::move(*file)).first;
+  }
+  const SafetensorsFile &file = *it->second;
+  if (const TensorInfo *tensor = file.find(name))
+    return Entry{&file, tensor};
+  return makeError(path + ": no tensor named '" + name + "'");
+}
+
 llvm::Expected<Checkpoint::Entry> Checkpoint::get(llvm::StringRef name) const {
   if (std::optional<Entry> entry = find(name))
     return *entry;

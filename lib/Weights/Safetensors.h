@@ -91,10 +91,17 @@ public:
   llvm::Expected<Entry> get(llvm::StringRef name) const;
   /// Every tensor name, sorted.
   std::vector<std::string> getTensorNames() const;
+  /// The tensor called `name` in the safetensors file at the absolute path
+  /// `path` (data a pass derived, e.g. calibration states), opened once and
+  /// kept open. Errors: the file cannot be opened or lacks the tensor.
+  llvm::Expected<Entry> getExternal(llvm::StringRef path,
+                                    llvm::StringRef name) const;
 
 private:
   Checkpoint() = default;
   std::string directory;
+  mutable std::map<std::string, std::unique_ptr<SafetensorsFile>, std::less<>>
+      externalFiles;
   std::vector<std::unique_ptr<SafetensorsFile>> files;
   std::map<std::string, Entry, std::less<>> index;
 };

@@ -3,6 +3,8 @@
 
 #include "tools/moe-compile/TransformReport.h"
 
+#include "lib/Compress/Calibration.h"
+
 #include "dialects/moe/MoEOps.h"
 #include "lib/Reference/Evaluator.h"
 #include "lib/Support/DType.h"
@@ -40,35 +42,36 @@ uint64_t mlir::moe::storedWeightBytes(Operation *function) {
 
 namespace {
 
-/// `layer<N>.hidden_states`, else `hidden_states`, as doubles.
-FailureOr<reference::RefTensor>
-calibrationFor(const ::moe::SafetensorsFile &file, llvm::StringRef path,
-               int64_t layer, int64_t hidden, Location loc) {
-  std::string name = "layer" + std::to_string(layer) + ".hidden_states";
-  if (!file.find(name))
-    name = "hidden_states";
-  if (!file.find(name))
-    return emitError(loc) << path << ": no 'layer" << layer
-                          << ".hidden_states' and no 'hidden_states' tensor",
-           failure();
-  llvm::Expected<reference::RefTensor> states =
-      reference::readHiddenStates(file, path, name);
-  if (!states)
-    return emitError(loc) << llvm::toString(states.takeError()), failure();
-  if (states->dim(1) != hidden)
-    return emitError(loc) << path << ": '" << name << "' must be [tokens >= 1, "
-                          << hidden << "]",
-           failure();
-  return std::move(*states);
-}
-
-int64_t layerIndexOf(func::FuncOp function) {
-  if (auto index = function->getAttrOfType<IntegerAttr>("moe.layer_index"))
-    return index.getInt();
-  int64_t index = -1;
-  if (function.getName().starts_with("layer_"))
-    (void)function.getName().drop_front(6).getAsInteger(10, index);
-  return index;
+/// A report attribute a pass recorded, as JSON.
+nlohmann::ordered_json toJson(Attribute attr) {
+  if (auto dict = dyn_cast<DictionaryAttr>(attr)) {
+    nlohmann::ordered_json object = nlohmann::ordered_json::object();
+    for (NamedAttribute entry : dict)
+      object[entry.getName().str()] = toJson(entry.getValue());
+    return object;
+  }
+  if (auto array = dyn_cast<ArrayAttr>(attr)) {
+    nlohmann::ordered_json list = nlohmann::ordered_json::array();
+    for (Attribute element : array)
+      list.push_back(toJson(element));
+    return list;
+  }
+  if (auto ints = dyn_cast<DenseI64ArrayAttr>(attr))
+    return nlohmann::ordered_json(ints.asArrayRef().vec());
+  if (auto floats = dyn_cast<DenseF64ArrayAttr>(attr))
+    return nlohmann::ordered_json(floats.asArrayRef().vec());
+  if (auto boolean = dyn_cast<BoolAttr>(attr))
+    return boolean.getValue();
+  if (auto integer = dyn_cast<IntegerAttr>(attr))
+    return integer.getInt();
+  if (auto real = dyn_cast<FloatAttr>(attr))
+    return real.getValueAsDouble();
+  if (auto string = dyn_cast<StringAttr>(attr))
+    return string.str();
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  attr.print(os);
+  return text;
 }
 
 } // namespace
@@ -93,7 +96,7 @@ mlir::moe::buildTransformReport(ModuleOp original, ModuleOp transformed,
     auto before = original.lookupSymbol<func::FuncOp>(after.getName());
     if (!before)
       continue;
-    int64_t layer = layerIndexOf(after);
+    int64_t layer = compress::layerIndexOf(after);
     nlohmann::ordered_json entry;
     entry["layer"] = layer;
     uint64_t bytesBefore = storedWeightBytes(before),
@@ -104,7 +107,7 @@ mlir::moe::buildTransformReport(ModuleOp original, ModuleOp transformed,
         bytesBefore ? double(bytesAfter) / double(bytesBefore) : 1.0;
     if (file) {
       auto input = cast<RankedTensorType>(after.getArgumentTypes()[0]);
-      FailureOr<reference::RefTensor> x = calibrationFor(
+      FailureOr<reference::RefTensor> x = compress::calibrationStates(
           *file, calibration, layer, input.getDimSize(1), after.getLoc());
       if (failed(x))
         return failure();
@@ -128,6 +131,11 @@ mlir::moe::buildTransformReport(ModuleOp original, ModuleOp transformed,
           want->output, [&](int64_t i) { return got->output.data[i]; });
       entry["routing_agreement"] = double(agree) / double(tokens);
     }
+    // What each pass recorded about this layer (moe.report.<pass>).
+    for (NamedAttribute attr : after->getAttrs())
+      if (attr.getName().strref().starts_with("moe.report."))
+        entry[attr.getName().strref().drop_front(11).str()] =
+            toJson(attr.getValue());
     layers.push_back(entry);
   }
   nlohmann::ordered_json report;

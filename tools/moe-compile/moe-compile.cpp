@@ -17,6 +17,7 @@
 #include "lib/Codegen/CPU/LayerPlan.h"
 #include "lib/Codegen/CPU/WeightPacking.h"
 #include "lib/Codegen/GPU/EmitKernels.h"
+#include "lib/Compress/Calibration.h"
 #include "lib/Import/HFImporter.h"
 #include "lib/Support/DType.h"
 #include "lib/Target/CPU/CpuTarget.h"
@@ -224,6 +225,23 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
   // The user's transformations, measured against the module before them.
   if (!userPasses.empty()) {
     OwningOpRef<ModuleOp> original = module.clone();
+    // Data-driven passes find the checkpoint, the calibration states and a
+    // folder for data they derive (referenced from the IR by absolute path)
+    // through module attributes; they are removed again after the passes, so
+    // code generation never sees them.
+    Builder attrs(context);
+    SmallString<256> passData(path("pass-data"));
+    llvm::sys::fs::make_absolute(passData);
+    if (checkpoint)
+      module->setAttr(compress::kWeightsDirAttr,
+                      attrs.getStringAttr(checkpoint->getDirectory()));
+    if (!calibrationPath.empty()) {
+      SmallString<256> calibration(calibrationPath);
+      llvm::sys::fs::make_absolute(calibration);
+      module->setAttr(compress::kCalibrationAttr,
+                      attrs.getStringAttr(calibration));
+    }
+    module->setAttr(compress::kPassDataDirAttr, attrs.getStringAttr(passData));
     PassManager user(context);
     std::string errors;
     llvm::raw_string_ostream errorStream(errors);
@@ -231,6 +249,10 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
       return module.emitError() << "--passes: " << errors;
     if (failed(user.run(module)))
       return failure();
+    for (StringRef name :
+         {compress::kWeightsDirAttr, compress::kCalibrationAttr,
+          compress::kPassDataDirAttr})
+      module->removeAttr(name);
     if (!checkpoint && !calibrationPath.empty())
       return module.emitError()
              << "--calibration needs the checkpoint's weights (not with "
@@ -289,6 +311,7 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
     shape.panelWidth = *avx512 ? 64 : 32;
     packing = cpu::PackingOptions();
     packing.panelWidth = shape.panelWidth;
+    packing.keepIntGroups = true;
   }
   cpu::WeightPacker packer(checkpoint, packing);
   std::vector<cpu::PackedLayer> packed;

@@ -1,6 +1,8 @@
 //===- EmitLayer.cpp - a layer's native entry point, in upstream dialects -===//
 //
 // The generated function, for T tokens of hidden size H, E experts, top-k:
+//   0. scale input (parallel over tokens, layers with moe.scale_channels only):
+//   x * scales (a constant global) into the workspace, read as x from then on
 //   1. route      (parallel over tokens): logits, scores, selection ->
 //   topk_ids/weights
 //   2. dispatch   (sequential, O(T k)): per-expert counts, offsets, rows copied
@@ -45,8 +47,14 @@ using namespace mlir::moe::codegen;
 namespace {
 
 Type elementTypeOf(ImplicitLocOpBuilder &b, const PackedTensor &t) {
-  return t.dtype == MOE_DTYPE_BF16 ? Type(b.getBF16Type())
-                                   : Type(b.getF32Type());
+  switch (t.dtype) {
+  case MOE_DTYPE_BF16:
+    return b.getBF16Type();
+  case MOE_DTYPE_I8:
+    return b.getIntegerType(8);
+  default:
+    return b.getF32Type();
+  }
 }
 
 Value viewTensor(ImplicitLocOpBuilder &b, Value weights,
@@ -62,13 +70,113 @@ Value viewTensor(ImplicitLocOpBuilder &b, Value weights,
 
 namespace {
 
+/// Integer levels in a panel (see PackedQuantization): the per-group scale
+/// and zero-point views (memref<E x panels x groups x P x f32>; zeros null
+/// when always zero).
+struct QuantizedPanel {
+  int64_t bits = 8, groupSize = 0;
+  bool roundToBF16 = false;
+  Value scales, zeros;
+};
+
+/// acc[i] += a[r0 + i, k] * bv for each row of the tile.
+SmallVector<Value> accumulateRows(IR &ir, Value a, Value r0, Value k, Value bv,
+                                  ValueRange acc, int64_t P) {
+  SmallVector<Value> next;
+  for (int64_t i = 0; i < int64_t(acc.size()); ++i) {
+    Value av = ir.load(a, {ir.add(r0, ir.idx(i)), k});
+    next.push_back(vector::FMAOp::create(ir.b, ir.splat(av, P), bv, acc[i]));
+  }
+  return next;
+}
+
+/// The tile's accumulators over k in [0, K) of integer levels: per group of
+/// k rows the scale and zero point are loaded once, and every level is
+/// dequantized (a convert, a subtract and a multiply per P columns) right
+/// before it is used, so weights stay 1 or 0.5 bytes in memory.
+SmallVector<Value> quantizedRows(IR &ir, Value a, Value w, Value e, Value p,
+                                 int64_t K, int64_t P, Value r0,
+                                 ValueRange init, const QuantizedPanel &q) {
+  auto f32s = VectorType::get({P}, ir.f32());
+  auto bytes = VectorType::get({P}, ir.b.getIntegerType(8));
+  Value zero = ir.idx(0);
+  bool nibbles = q.bits == 4;
+  // (Every helper takes the loop body's builder: each body has its own.)
+  auto dequantize = [&](IR &ir, Value levels, bool isUnsigned, Value scale,
+                        Value zero) -> Value {
+    Value f = isUnsigned ? Value(arith::UIToFPOp::create(ir.b, f32s, levels))
+                         : Value(arith::SIToFPOp::create(ir.b, f32s, levels));
+    // (level - zero) is exact in f32, so one rounding of the product, as
+    // moe.dequantize computes it.
+    Value w = ir.mul(zero ? ir.sub(f, zero) : f, scale);
+    if (!q.roundToBF16)
+      return w;
+    auto bf16s = VectorType::get({P}, ir.b.getBF16Type());
+    return arith::ExtFOp::create(
+        ir.b, f32s, arith::TruncFOp::create(ir.b, bf16s, w).getResult());
+  };
+  // Groups [g0, g0 + count) of k rows, each `rows` long.
+  auto groups = [&](int64_t g0, int64_t count, int64_t rows,
+                    ValueRange acc) -> SmallVector<Value> {
+    ValueRange result = ir.forLoop(
+        ir.idx(g0), ir.idx(g0 + count), ir.idx(1), acc,
+        [&](IR &ir, Value g, ValueRange acc) {
+          Value scale = vector::LoadOp::create(ir.b, f32s, q.scales,
+                                               ValueRange{e, p, g, zero});
+          Value zeroPoint =
+              q.zeros ? Value(vector::LoadOp::create(ir.b, f32s, q.zeros,
+                                                     ValueRange{e, p, g, zero}))
+                      : Value();
+          Value k0 = ir.mul(g, ir.idx(q.groupSize));
+          ValueRange inner = ir.forLoop(
+              ir.idx(0), ir.idx(rows), ir.idx(nibbles ? 2 : 1), acc,
+              [&](IR &ir, Value dk, ValueRange acc) {
+                Value k = ir.add(k0, dk);
+                if (!nibbles) {
+                  Value levels = vector::LoadOp::create(
+                      ir.b, bytes, w, ValueRange{e, p, k, zero});
+                  return accumulateRows(
+                      ir, a, r0, k,
+                      dequantize(ir, levels, false, scale, zeroPoint), acc, P);
+                }
+                // One byte holds rows k (low nibble) and k + 1 (high).
+                Value pair = vector::LoadOp::create(
+                    ir.b, bytes, w,
+                    ValueRange{e, p, arith::DivUIOp::create(ir.b, k, ir.idx(2)),
+                               zero});
+                auto splatByte = [&](int64_t v) {
+                  return ir.splat(arith::ConstantIntOp::create(ir.b, v, 8), P);
+                };
+                Value low = arith::AndIOp::create(ir.b, pair, splatByte(15));
+                Value high = arith::ShRUIOp::create(ir.b, pair, splatByte(4));
+                SmallVector<Value> next = accumulateRows(
+                    ir, a, r0, k, dequantize(ir, low, true, scale, zeroPoint),
+                    acc, P);
+                return accumulateRows(
+                    ir, a, r0, ir.add(k, ir.idx(1)),
+                    dequantize(ir, high, true, scale, zeroPoint), next, P);
+              });
+          return SmallVector<Value>(inner.begin(), inner.end());
+        });
+    return SmallVector<Value>(result.begin(), result.end());
+  };
+  // Whole groups, then the rows of a last partial group (K padded past the
+  // weight's input width: its scales are zero).
+  int64_t whole = K / q.groupSize, tail = K % q.groupSize;
+  SmallVector<Value> acc = groups(0, whole, q.groupSize, init);
+  if (tail)
+    acc = groups(whole, 1, tail, acc);
+  return acc;
+}
+
 /// Rows [begin, end) of `a` (memref<? x K x f32>) times panel `p` of expert `e`
-/// of the packed `w` (memref<E x panels x K x P x bf16|f32>): each row's P
-/// accumulated columns go to `epilogue(row, vector<P x f32>)`. Register tiles
-/// of `tile` rows, then single rows.
+/// of the packed `w` (memref<E x panels x K x P x bf16|f32>, or integer levels
+/// with `quant`): each row's P accumulated columns go to `epilogue(row,
+/// vector<P x f32>)`. Register tiles of `tile` rows, then single rows.
 void panelMatmul(IR &ir, Value a, Value w, Value e, Value p, int64_t K,
                  int64_t P, int64_t tile, Value begin, Value end,
-                 function_ref<void(IR &, Value, Value)> epilogue) {
+                 function_ref<void(IR &, Value, Value)> epilogue,
+                 const std::optional<QuantizedPanel> &quant = std::nullopt) {
   auto wType = cast<MemRefType>(w.getType());
   auto loadType = VectorType::get({P}, wType.getElementType());
   auto accType = VectorType::get({P}, ir.f32());
@@ -76,21 +184,21 @@ void panelMatmul(IR &ir, Value a, Value w, Value e, Value p, int64_t K,
   auto tiles = [&](int64_t rows, Value from, Value to) {
     ir.forLoop(from, to, ir.idx(rows), {}, [&](IR &ir, Value r0, ValueRange) {
       SmallVector<Value> init(rows, ir.vf(0.0, P));
-      ValueRange acc = ir.forLoop(
-          ir.idx(0), ir.idx(K), ir.idx(1), init,
-          [&](IR &ir, Value k, ValueRange acc) {
-            Value bv = vector::LoadOp::create(ir.b, loadType, w,
-                                              ValueRange{e, p, k, zero});
-            if (loadType != accType)
-              bv = arith::ExtFOp::create(ir.b, accType, bv);
-            SmallVector<Value> next;
-            for (int64_t i = 0; i < rows; ++i) {
-              Value av = ir.load(a, {ir.add(r0, ir.idx(i)), k});
-              next.push_back(
-                  vector::FMAOp::create(ir.b, ir.splat(av, P), bv, acc[i]));
-            }
-            return next;
-          });
+      SmallVector<Value> acc;
+      if (quant) {
+        acc = quantizedRows(ir, a, w, e, p, K, P, r0, init, *quant);
+      } else {
+        ValueRange sums =
+            ir.forLoop(ir.idx(0), ir.idx(K), ir.idx(1), init,
+                       [&](IR &ir, Value k, ValueRange acc) {
+                         Value bv = vector::LoadOp::create(
+                             ir.b, loadType, w, ValueRange{e, p, k, zero});
+                         if (loadType != accType)
+                           bv = arith::ExtFOp::create(ir.b, accType, bv);
+                         return accumulateRows(ir, a, r0, k, bv, acc, P);
+                       });
+        acc.assign(sums.begin(), sums.end());
+      }
       for (int64_t i = 0; i < rows; ++i)
         epilogue(ir, ir.add(r0, ir.idx(i)), acc[i]);
       return SmallVector<Value>();
@@ -108,12 +216,30 @@ void panelMatmul(IR &ir, Value a, Value w, Value e, Value p, int64_t K,
 /// The packed weights of one feed-forward, viewed from the weights pointer.
 struct FfnViews {
   Value w1, b1, w2, b2;
+  std::optional<QuantizedPanel> q1, q2;
 };
+
+std::optional<QuantizedPanel>
+viewQuantization(ImplicitLocOpBuilder &b, Value weights,
+                 const std::optional<PackedQuantization> &q) {
+  if (!q)
+    return std::nullopt;
+  QuantizedPanel panel;
+  panel.bits = q->bits;
+  panel.groupSize = q->groupSize;
+  panel.roundToBF16 = q->roundToBF16;
+  panel.scales = viewTensor(b, weights, *q->scales);
+  if (q->zeros)
+    panel.zeros = viewTensor(b, weights, *q->zeros);
+  return panel;
+}
 
 FfnViews viewFfn(ImplicitLocOpBuilder &b, Value weights, const PackedFfn &f) {
   FfnViews v;
   v.w1 = viewTensor(b, weights, *f.w1);
   v.w2 = viewTensor(b, weights, *f.w2);
+  v.q1 = viewQuantization(b, weights, f.q1);
+  v.q2 = viewQuantization(b, weights, f.q2);
   if (f.b1)
     v.b1 = viewTensor(b, weights, *f.b1);
   if (f.b2)
@@ -157,23 +283,25 @@ void emitFfn(IR &ir, const PackedFfn &f, const FfnViews &v, Value a,
           }
           vector::StoreOp::create(ir.b, out, h,
                                   ValueRange{row, ir.mul(p, ir.idx(columns))});
-        });
+        },
+        v.q1);
   });
   ir.parallel({ir.idx(f.panels2), ir.idx(f.numExperts)}, [&](IR &ir,
                                                              ValueRange ivs) {
     Value p = ivs[0], e = ivs[1];
     Value begin = ir.load(offsets, {e}),
           end = ir.load(offsets, {ir.add(e, ir.idx(1))});
-    panelMatmul(ir, h, v.w2, e, p, f.widthPadded, P, shape.rowTile, begin, end,
-                [&](IR &ir, Value row, Value acc) {
-                  if (v.b2)
-                    acc = ir.add(acc,
-                                 vector::LoadOp::create(
-                                     ir.b, VectorType::get({P}, ir.f32()), v.b2,
-                                     ValueRange{e, ir.mul(p, ir.idx(P))}));
-                  vector::StoreOp::create(
-                      ir.b, acc, y, ValueRange{row, ir.mul(p, ir.idx(P))});
-                });
+    panelMatmul(
+        ir, h, v.w2, e, p, f.widthPadded, P, shape.rowTile, begin, end,
+        [&](IR &ir, Value row, Value acc) {
+          if (v.b2)
+            acc = ir.add(acc, vector::LoadOp::create(
+                                  ir.b, VectorType::get({P}, ir.f32()), v.b2,
+                                  ValueRange{e, ir.mul(p, ir.idx(P))}));
+          vector::StoreOp::create(ir.b, acc, y,
+                                  ValueRange{row, ir.mul(p, ir.idx(P))});
+        },
+        v.q2);
   });
 }
 
@@ -224,6 +352,7 @@ struct ScratchLayout {
     GateValues,
     SharedH,
     SharedY,
+    ScaledInput,
     Count
   };
   struct Entry {
@@ -245,6 +374,8 @@ struct ScratchLayout {
       entries[SharedH] = {false, packed.shared->widthPadded};
       entries[SharedY] = {false, packed.shared->hiddenPadded};
     }
+    if (!plan.inputScales.empty())
+      entries[ScaledInput] = {false, plan.hidden};
   }
 
   /// Byte offsets of every buffer for `tokens` (i64) and the total; buffers
@@ -334,6 +465,40 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
   };
   Value gateValues =
       sharedGate ? carve(ScratchLayout::GateValues, {dyn}, f32) : Value();
+
+  // 0. The smoothed input (moe.scale_channels), when the layer has one: every
+  // later stage reads x, so x becomes the scaled copy.
+  if (!plan.inputScales.empty()) {
+    std::string name =
+        "moe_layer_" + std::to_string(plan.layerIndex) + "_input_scales";
+    auto scalesType = MemRefType::get({H}, f32);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(module.getBody());
+      memref::GlobalOp::create(
+          b, name, b.getStringAttr("private"), scalesType,
+          DenseElementsAttr::get(RankedTensorType::get({H}, f32),
+                                 ArrayRef<float>(plan.inputScales)),
+          /*constant=*/true, b.getI64IntegerAttr(64));
+    }
+    Value scales = memref::GetGlobalOp::create(b, scalesType, name);
+    Value scaled = carve(ScratchLayout::ScaledInput, {dyn, H}, f32);
+    int64_t V = vectorLength(H);
+    auto vt = VectorType::get({V}, f32);
+    ir.parallel({T}, [&](IR &ir, ValueRange ivs) {
+      Value t = ivs[0];
+      ir.forLoop(
+          ir.idx(0), ir.idx(H), ir.idx(V), {},
+          [&](IR &ir, Value h, ValueRange) {
+            Value xv = vector::LoadOp::create(ir.b, vt, x, ValueRange{t, h});
+            Value sv = vector::LoadOp::create(ir.b, vt, scales, ValueRange{h});
+            vector::StoreOp::create(ir.b, ir.mul(xv, sv), scaled,
+                                    ValueRange{t, h});
+            return SmallVector<Value>();
+          });
+    });
+    x = scaled;
+  }
 
   // 1. Routing, one token per iteration.
   ir.parallel({T}, [&](IR &ir, ValueRange ivs) {

@@ -12,20 +12,7 @@ using namespace mlir::moe::cpu;
 static FfnPlan ffnPlan(FfnAttr ffn, Value gate, Value up, Value down,
                        Value gateBias, Value upBias, Value downBias,
                        bool stacked) {
-  FfnPlan plan;
-  plan.ffn = ffn;
-  plan.gate = gate;
-  plan.up = up;
-  plan.down = down;
-  plan.gateBias = gateBias;
-  plan.upBias = upBias;
-  plan.downBias = downBias;
-  auto upType = cast<RankedTensorType>(up.getType());
-  plan.stacked = stacked;
-  plan.numExperts = stacked ? upType.getDimSize(0) : 1;
-  int64_t rows = upType.getDimSize(upType.getRank() - 2);
-  plan.width = ffn.isFused() ? rows / 2 : rows;
-  return plan;
+  return FfnPlan::get(ffn, gate, up, down, gateBias, upBias, downBias, stacked);
 }
 
 FailureOr<LayerPlan> cpu::buildLayerPlan(func::FuncOp function) {
@@ -55,6 +42,7 @@ FailureOr<LayerPlan> cpu::buildLayerPlan(func::FuncOp function) {
   ExpertsOp experts;
   SharedExpertOp shared;
   CombineOp combine;
+  ScaleChannelsOp scaleInput;
   for (Operation &op : function.getBody().front()) {
     auto once = [&](auto &slot, auto typed) -> LogicalResult {
       if (slot)
@@ -75,11 +63,13 @@ FailureOr<LayerPlan> cpu::buildLayerPlan(func::FuncOp function) {
       result = once(shared, s);
     else if (auto c = dyn_cast<CombineOp>(op))
       result = once(combine, c);
+    else if (auto sc = dyn_cast<ScaleChannelsOp>(op))
+      result = once(scaleInput, sc);
     else if (isa<LayerOp>(op))
       return op.emitOpError()
              << "must be decomposed (moe-decompose) before CPU code generation";
-    else if (!isa<WeightOp, DequantizeOp, QuantizeOp, tensor::ConcatOp,
-                  arith::ConstantOp, func::ReturnOp>(op))
+    else if (!reference::WeightMaterializer::isWeightExpression(&op) &&
+             !isa<func::ReturnOp>(op))
       return op.emitOpError() << "is not supported by the CPU code generator";
     if (failed(result))
       return failure();
@@ -91,8 +81,28 @@ FailureOr<LayerPlan> cpu::buildLayerPlan(func::FuncOp function) {
 
   // The chain must be the one moe-decompose builds: the dispatch permutes the
   // function's input by the router's choice, the experts consume the dispatch,
-  // the combine gathers.
+  // the combine gathers. A moe.scale_channels of the argument may stand
+  // between the argument and the layer's readers.
   Value arg = function.getArgument(0);
+  if (scaleInput) {
+    if (scaleInput.getInput() != arg)
+      return scaleInput.emitOpError()
+             << "must scale the layer function's argument; the CPU code "
+                "generator scales only the layer's input";
+    auto constant = scaleInput.getScales().getDefiningOp<arith::ConstantOp>();
+    auto values = constant ? dyn_cast<DenseElementsAttr>(constant.getValue())
+                           : DenseElementsAttr();
+    if (!values)
+      return scaleInput.emitOpError()
+             << "needs its scales as an inline constant (arith.constant "
+                "dense<...>) for code generation, which embeds them";
+    for (APFloat value : values.getValues<APFloat>()) {
+      bool lost;
+      value.convert(APFloat::IEEEsingle(), APFloat::rmNearestTiesToEven, &lost);
+      plan.inputScales.push_back(value.convertToFloat());
+    }
+    arg = scaleInput.getResult();
+  }
   if (route.getInput() != arg || dispatch.getInput() != arg ||
       dispatch.getTopkIds() != route.getTopkIds() ||
       dispatch.getTopkWeights() != route.getTopkWeights() ||

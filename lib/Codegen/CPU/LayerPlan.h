@@ -37,6 +37,10 @@ struct LayerPlan {
   std::optional<FfnPlan> shared;
   Value sharedSigmoidGate;
   bool weightsScaleInput = false;
+  /// The per-channel factors of the layer's input (moe.scale_channels, the
+  /// input side of moe-smooth-experts' fold), [H]; empty when every stage
+  /// reads the input as given. Code generation embeds them in the code.
+  SmallVector<float> inputScales;
 };
 
 /// Reads the plan of a decomposed layer function; emits an error at the

@@ -37,6 +37,26 @@ void append(std::vector<uint8_t> &bytes, moe_dtype dtype, double value) {
   bytes.insert(bytes.end(), raw, raw + 4);
 }
 
+/// Produces a stacked tensor one expert at a time: `load(source, e)` reads
+/// what expert e's bytes are made of, `body(matrices, bytes)` lays them out,
+/// and each expert's bytes go to `emit` before the next is read (memory stays
+/// bounded by one expert).
+template <typename Body, typename Load>
+LogicalResult streamExperts(const ::moe::Checkpoint &checkpoint, int64_t E,
+                            const std::function<void(ArrayRef<uint8_t>)> &emit,
+                            Body body, Load load) {
+  reference::WeightMaterializer source(checkpoint);
+  for (int64_t e = 0; e < E; ++e) {
+    auto matrices = load(source, e);
+    if (failed(matrices))
+      return failure();
+    std::vector<uint8_t> bytes;
+    body(*matrices, bytes);
+    emit(bytes);
+  }
+  return success();
+}
+
 moe_dtype packedType(Value weight) {
   Type element = cast<RankedTensorType>(weight.getType()).getElementType();
   return element.isBF16() ? MOE_DTYPE_BF16 : MOE_DTYPE_F32;
@@ -73,6 +93,117 @@ const PackedTensor *WeightPacker::declare(std::string name, moe_dtype dtype,
   return tensors.back().get();
 }
 
+PackedQuantization WeightPacker::planQuantized(
+    const std::string &name, IntGroupEncodingAttr encoding, int64_t E,
+    int64_t panels, int64_t K, int64_t P, const ColumnSource &columnSource,
+    const FfnPlan &plan, reference::ExpertPart part, bool roundToBF16,
+    const PackedTensor *&levels) {
+  PackedQuantization q;
+  q.bits = encoding.getBits();
+  q.groupSize = encoding.getGroupSize();
+  q.groups = llvm::divideCeil(K, q.groupSize);
+  q.roundToBF16 = roundToBF16;
+  bool symmetric = encoding.getSymmetric(), nibbles = q.bits == 4;
+  int64_t G = q.groupSize, groups = q.groups;
+  // Each tensor walks every expert once, reading only its integer view.
+  auto forEachExpert = [this, plan, E, part](const Emit &emit, auto body) {
+    return streamExperts(*checkpoint, E, emit, body,
+                         [&](reference::WeightMaterializer &source, int64_t e) {
+                           return reference::loadExpertIntGroups(source, plan,
+                                                                 e, part);
+                         });
+  };
+  // Levels are stored as level - shift with zero point zero - shift, so
+  // (stored - stored zero) = (level - zero). 4-bit levels become unsigned
+  // nibbles (shift -8 when symmetric: [-8, 7] -> [0, 15]); 8-bit levels of an
+  // expert read from unsigned storage ([0, 255]) are shifted by 128 into a
+  // signed byte.
+  using Values = reference::WeightMaterializer::IntGroupValues;
+  auto shiftOf = [=](const Values &v) -> int {
+    if (nibbles)
+      return symmetric ? -8 : 0;
+    for (double level : v.levels.data)
+      if (level > 127)
+        return 128;
+    return 0;
+  };
+  /// The shift of each of an expert's projections, found once per expert.
+  struct Shifts {
+    const reference::ExpertIntGroups &m;
+    int gate = 0, up = 0, down = 0;
+    int of(const Values *v) const {
+      return v == &m.up ? up : v == &m.down ? down : gate;
+    }
+  };
+  auto shiftsOf = [=](const reference::ExpertIntGroups &m) {
+    Shifts shifts{m};
+    if (m.gate)
+      shifts.gate = shiftOf(*m.gate);
+    if (part == reference::ExpertPart::Down)
+      shifts.down = shiftOf(m.down);
+    else
+      shifts.up = shiftOf(m.up);
+    return shifts;
+  };
+  auto stored = [=](const Values *v, const Shifts &shifts, int64_t row,
+                    int64_t k) -> int {
+    if (!v || k >= v->levels.dim(1))
+      return 0; // padding: its scale and offset are zero
+    return int(v->levels.row(row)[k]) - shifts.of(v);
+  };
+  levels = declare(
+      name, MOE_DTYPE_I8, {E, panels, nibbles ? K / 2 : K, P},
+      [=](const Emit &emit) {
+        return forEachExpert(emit, [&](const reference::ExpertIntGroups &m,
+                                       std::vector<uint8_t> &bytes) {
+          Shifts shifts = shiftsOf(m);
+          for (int64_t p = 0; p < panels; ++p)
+            for (int64_t k = 0; k < K; k += nibbles ? 2 : 1)
+              for (int64_t c = 0; c < P; ++c) {
+                int64_t row;
+                const auto *v = columnSource(m, p, c, row);
+                if (nibbles)
+                  bytes.push_back(
+                      uint8_t((stored(v, shifts, row, k) & 0xF) |
+                              (stored(v, shifts, row, k + 1) << 4)));
+                else
+                  bytes.push_back(uint8_t(int8_t(stored(v, shifts, row, k))));
+              }
+        });
+      });
+  auto scaleOrZero = [=](const Values *v, const Shifts &shifts, int64_t row,
+                         int64_t g, bool zeroPoint) -> double {
+    if (!v || g * G >= v->levels.dim(1))
+      return 0.0; // padding: a zero scale makes every level zero
+    if (!zeroPoint)
+      return v->scales.row(row)[g];
+    double zero = symmetric ? 0.0 : v->zeros.row(row)[g];
+    return zero - shifts.of(v);
+  };
+  auto groupTensor = [&](const std::string &suffix, bool zeroPoint) {
+    return declare(
+        name + suffix, MOE_DTYPE_F32, {E, panels, groups, P},
+        [=](const Emit &emit) {
+          return forEachExpert(emit, [&](const reference::ExpertIntGroups &m,
+                                         std::vector<uint8_t> &bytes) {
+            Shifts shifts = shiftsOf(m);
+            for (int64_t p = 0; p < panels; ++p)
+              for (int64_t g = 0; g < groups; ++g)
+                for (int64_t c = 0; c < P; ++c) {
+                  int64_t row;
+                  const auto *v = columnSource(m, p, c, row);
+                  append(bytes, MOE_DTYPE_F32,
+                         scaleOrZero(v, shifts, row, g, zeroPoint));
+                }
+          });
+        });
+  };
+  q.scales = groupTensor(".scales", false);
+  if (nibbles || !symmetric)
+    q.zeros = groupTensor(".zeros", true);
+  return q;
+}
+
 FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
                                            const FfnPlan &ffn, int64_t hidden) {
   PackedFfn packed;
@@ -106,37 +237,57 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
     return gated ? p * (P / 2) + (isGate ? c : c - P / 2) : p * P + c;
   };
   auto forEachExpert = [this, plan, E](const Emit &emit,
-                                       reference::ExpertPart part,
-                                       auto body) -> LogicalResult {
-    reference::WeightMaterializer source(*checkpoint);
-    for (int64_t e = 0; e < E; ++e) {
-      FailureOr<reference::ExpertMatrices> m =
-          reference::loadExpertMatrices(source, plan, e, part);
-      if (failed(m))
-        return failure();
-      std::vector<uint8_t> bytes;
-      body(*m, bytes);
-      emit(bytes);
-    }
-    return success();
+                                       reference::ExpertPart part, auto body) {
+    return streamExperts(*checkpoint, E, emit, body,
+                         [&](reference::WeightMaterializer &source, int64_t e) {
+                           return reference::loadExpertMatrices(source, plan, e,
+                                                                part);
+                         });
   };
 
-  packed.w1 = declare(
-      prefix + "w1", dtype, {E, panels1, hiddenRows, P}, [=](const Emit &emit) {
-        return forEachExpert(
-            emit, reference::ExpertPart::First,
-            [&](reference::ExpertMatrices &m, std::vector<uint8_t> &bytes) {
-              for (int64_t p = 0; p < panels1; ++p)
-                for (int64_t k = 0; k < hiddenRows; ++k)
-                  for (int64_t c = 0; c < P; ++c) {
-                    bool isGate;
-                    int64_t j = firstRow(p, c, isGate);
-                    const RefTensor &w = isGate ? *m.gate : m.up;
-                    append(bytes, dtype,
-                           j < width && k < hidden ? w.row(j)[k] : 0.0);
-                  }
-            });
-      });
+  // Integer levels kept for the kernels when the projection is stored with
+  // one int_group encoding (gate and up alike).
+  IntGroupEncodingAttr int1, int2;
+  if (options.keepIntGroups && !options.expertsAsBF16) {
+    int1 = reference::WeightMaterializer::getIntGroupEncoding(ffn.up);
+    if (ffn.gate &&
+        reference::WeightMaterializer::getIntGroupEncoding(ffn.gate) != int1)
+      int1 = {};
+    int2 = reference::WeightMaterializer::getIntGroupEncoding(ffn.down);
+  }
+  if (int1 && hiddenRows % int1.getGroupSize() == 0 && hiddenRows % 2 == 0)
+    packed.q1 = planQuantized(
+        prefix + "w1", int1, E, panels1, hiddenRows, P,
+        [=](const reference::ExpertIntGroups &m, int64_t p, int64_t c,
+            int64_t &row)
+            -> const reference::WeightMaterializer::IntGroupValues * {
+          bool isGate;
+          row = firstRow(p, c, isGate);
+          if (row >= width)
+            return nullptr;
+          return isGate ? &*m.gate : &m.up;
+        },
+        plan, reference::ExpertPart::First,
+        cast<RankedTensorType>(ffn.up.getType()).getElementType().isBF16(),
+        packed.w1);
+  else
+    packed.w1 = declare(
+        prefix + "w1", dtype, {E, panels1, hiddenRows, P},
+        [=](const Emit &emit) {
+          return forEachExpert(
+              emit, reference::ExpertPart::First,
+              [&](reference::ExpertMatrices &m, std::vector<uint8_t> &bytes) {
+                for (int64_t p = 0; p < panels1; ++p)
+                  for (int64_t k = 0; k < hiddenRows; ++k)
+                    for (int64_t c = 0; c < P; ++c) {
+                      bool isGate;
+                      int64_t j = firstRow(p, c, isGate);
+                      const RefTensor &w = isGate ? *m.gate : m.up;
+                      append(bytes, dtype,
+                             j < width && k < hidden ? w.row(j)[k] : 0.0);
+                    }
+              });
+        });
   if (anyBias1)
     packed.b1 = declare(
         prefix + "b1", MOE_DTYPE_F32, {E, panels1 * P}, [=](const Emit &emit) {
@@ -154,20 +305,33 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
                   }
               });
         });
-  packed.w2 = declare(
-      prefix + "w2", downType, {E, panels2, kPad, P}, [=](const Emit &emit) {
-        return forEachExpert(
-            emit, reference::ExpertPart::Down,
-            [&](reference::ExpertMatrices &m, std::vector<uint8_t> &bytes) {
-              for (int64_t p = 0; p < panels2; ++p)
-                for (int64_t k = 0; k < kPad; ++k)
-                  for (int64_t c = 0; c < P; ++c) {
-                    int64_t n = p * P + c;
-                    append(bytes, downType,
-                           n < hidden && k < width ? m.down.row(n)[k] : 0.0);
-                  }
-            });
-      });
+  if (int2 && kPad % 2 == 0)
+    packed.q2 = planQuantized(
+        prefix + "w2", int2, E, panels2, kPad, P,
+        [=](const reference::ExpertIntGroups &m, int64_t p, int64_t c,
+            int64_t &row)
+            -> const reference::WeightMaterializer::IntGroupValues * {
+          row = p * P + c;
+          return row < hidden ? &m.down : nullptr;
+        },
+        plan, reference::ExpertPart::Down,
+        cast<RankedTensorType>(ffn.down.getType()).getElementType().isBF16(),
+        packed.w2);
+  else
+    packed.w2 = declare(
+        prefix + "w2", downType, {E, panels2, kPad, P}, [=](const Emit &emit) {
+          return forEachExpert(
+              emit, reference::ExpertPart::Down,
+              [&](reference::ExpertMatrices &m, std::vector<uint8_t> &bytes) {
+                for (int64_t p = 0; p < panels2; ++p)
+                  for (int64_t k = 0; k < kPad; ++k)
+                    for (int64_t c = 0; c < P; ++c) {
+                      int64_t n = p * P + c;
+                      append(bytes, downType,
+                             n < hidden && k < width ? m.down.row(n)[k] : 0.0);
+                    }
+              });
+        });
   if (ffn.downBias)
     packed.b2 = declare(
         prefix + "b2", MOE_DTYPE_F32, {E, panels2 * P}, [=](const Emit &emit) {

@@ -34,8 +34,25 @@ struct PackedTensor {
   uint64_t offset = 0; // in the data buffer
 };
 
+/// A projection stored as integer levels the kernels dequantize in their
+/// inner loop: w = (level - zero) * scale, one scale and zero point per group
+/// of `groupSize` k rows and output column (computed exactly as the IR's
+/// moe.dequantize does, so results match it to float rounding). 8-bit levels
+/// are signed bytes [K][P]; 4-bit levels are unsigned nibbles, two k rows a
+/// byte ([K/2][P], even k in the low nibble). Scales and zero points are f32
+/// [groups][P] per panel; zero points are absent for symmetric 8-bit levels.
+struct PackedQuantization {
+  int64_t bits = 8;
+  int64_t groupSize = 0;
+  int64_t groups = 0; // per panel: ceil(K / groupSize)
+  /// The IR's dequantized weight is bf16: kernels round each dequantized value
+  /// to bf16 as the IR says (and as the reference evaluator does).
+  bool roundToBF16 = false;
+  const PackedTensor *scales = nullptr, *zeros = nullptr;
+};
+
 /// A feed-forward's packed weights: w1 [E][panels1][Hrows][P], w2
-/// [E][panels2][Kpad][P].
+/// [E][panels2][Kpad][P] (rows halved for 4-bit levels).
 struct PackedFfn {
   int64_t numExperts = 1;
   int64_t hidden = 0, width = 0;
@@ -46,6 +63,8 @@ struct PackedFfn {
   bool gated = true;
   FfnAttr ffn;
   const PackedTensor *w1 = nullptr, *w2 = nullptr, *b1 = nullptr, *b2 = nullptr;
+  /// Set when w1 / w2 hold integer levels.
+  std::optional<PackedQuantization> q1, q2;
 };
 
 struct PackedLayer {
@@ -70,6 +89,10 @@ struct PackingOptions {
   /// Expert weights stored as bf16 whatever the checkpoint's type (the GPU
   /// kernels feed bf16 tensor cores).
   bool expertsAsBF16 = false;
+  /// Expert projections stored with one #moe.int_group encoding (8 or 4 bits)
+  /// keep their integer levels (PackedQuantization) instead of being
+  /// dequantized here.
+  bool keepIntGroups = false;
 };
 
 class WeightPacker {
@@ -103,6 +126,21 @@ private:
                               std::vector<int64_t> shape, Producer producer);
   FailureOr<PackedFfn> planFfn(const std::string &prefix, const FfnPlan &ffn,
                                int64_t hidden);
+  /// Which integer rows feed column c of panel p (null for padding; `row` is
+  /// set to the row within the returned values).
+  using ColumnSource =
+      std::function<const reference::WeightMaterializer::IntGroupValues *(
+          const reference::ExpertIntGroups &, int64_t p, int64_t c,
+          int64_t &row)>;
+  /// Declares the integer levels (into `levels`), scales and offsets of a
+  /// projection with K rows per panel.
+  PackedQuantization planQuantized(const std::string &name,
+                                   IntGroupEncodingAttr encoding, int64_t E,
+                                   int64_t panels, int64_t K, int64_t P,
+                                   const ColumnSource &columnSource,
+                                   const FfnPlan &plan,
+                                   reference::ExpertPart part, bool roundToBF16,
+                                   const PackedTensor *&levels);
 
   const ::moe::Checkpoint *checkpoint;
   PackingOptions options;

@@ -97,6 +97,7 @@ struct DeviceScratch {
     Xb,         // bf16 [T, Kx]: every token, for the shared expert
     SharedH,    // bf16 [T, shared widthPadded]
     SharedY,    // f32 [T, shared hiddenPadded]
+    ScaledX,    // f32 [T, H]: the smoothed input (moe.scale_channels)
     Count
   };
   enum class Rows { None, One, Tokens, Slots };
@@ -128,6 +129,8 @@ struct DeviceScratch {
       entries[SharedH] = {Rows::Tokens, packed.shared->widthPadded * 2};
       entries[SharedY] = {Rows::Tokens, packed.shared->hiddenPadded * 4};
     }
+    if (!plan.inputScales.empty())
+      entries[ScaledX] = {Rows::Tokens, plan.hidden * 4};
   }
 
   /// Byte offsets (i64) of every buffer for `tokens` (i64), and the total.
@@ -176,8 +179,13 @@ struct KernelContext {
   int64_t H() const { return plan.hidden; }
 
   /// The parameters as memrefs: hidden and output [T, H] f32, topk_ids and
-  /// topk_weights [T*k] (i32, f32).
-  Value hiddenView() { return tokenRows(hidden); }
+  /// topk_weights [T*k] (i32, f32). A layer with a smoothed input reads the
+  /// copy scale_input wrote instead of the parameter.
+  Value hiddenView() {
+    if (!plan.inputScales.empty())
+      return scratchView(DeviceScratch::ScaledX, ir.f32(), H());
+    return tokenRows(hidden);
+  }
   Value outputView() { return tokenRows(output); }
   Value idsView() { return slotVector(ids, ir.b.getI32Type()); }
   Value topkWeightsView() { return slotVector(topkWeights, ir.f32()); }
@@ -311,6 +319,42 @@ Value warpSum(IR &ir, Value v, int64_t from = 16, int64_t to = 1) {
                                          gpu::ShuffleMode::XOR)
                       .getShuffleResult());
   return v;
+}
+
+//===----------------------------------------------------------------------===//
+// Input scaling
+//===----------------------------------------------------------------------===//
+
+/// scale_input (layers with a moe.scale_channels input): block t writes token
+/// t times the per-channel scales, held as a constant global of the kernel's
+/// module, into the workspace every later kernel reads as the input.
+void scaleInput(KernelContext &kc) {
+  IR &ir = kc.ir;
+  int64_t H = kc.H();
+  std::string name =
+      "moe_layer_" + std::to_string(kc.plan.layerIndex) + "_input_scales";
+  auto type = MemRefType::get({H}, ir.f32());
+  {
+    auto module = ir.b.getInsertionBlock()
+                      ->getParentOp()
+                      ->getParentOfType<gpu::GPUModuleOp>();
+    OpBuilder ob(module.getBody(), module.getBody()->begin());
+    memref::GlobalOp::create(
+        ob, ir.b.getLoc(), name, ob.getStringAttr("private"), type,
+        DenseElementsAttr::get(RankedTensorType::get({H}, ir.f32()),
+                               ArrayRef<float>(kc.plan.inputScales)),
+        /*constant=*/true, ob.getI64IntegerAttr(16));
+  }
+  Value scales = memref::GetGlobalOp::create(ir.b, type, name);
+  Value t = kc.blockId();
+  Value x = kc.tokenRows(kc.hidden);
+  Value scaled = kc.scratchView(DeviceScratch::ScaledX, ir.f32(), H);
+  ir.forLoop(kc.threadId(), ir.idx(H), ir.idx(128), {},
+             [&](IR &ir, Value h, ValueRange) {
+               ir.store(ir.mul(ir.load(x, {t, h}), ir.load(scales, {h})),
+                        scaled, {t, h});
+               return SmallVector<Value>();
+             });
 }
 
 //===----------------------------------------------------------------------===//
@@ -1189,6 +1233,11 @@ cuda::emitLayerKernels(ModuleOp container, ModuleOp host, const LayerPlan &plan,
   auto decodeBuffer = SmallVector<MemRefType>{
       sharedBuffer(ctx, {kDecodeThreads / 32, kDecodeRows, kPanel}, f32)};
 
+  int64_t scaleK = -1;
+  if (!plan.inputScales.empty())
+    scaleK = kernels.add("scale_input", {}, [&](KernelContext &kc, ValueRange) {
+      scaleInput(kc);
+    });
   int64_t logitsK =
       kernels.add("route_logits", {},
                   [&](KernelContext &kc, ValueRange) { routeLogits(kc); });
@@ -1274,6 +1323,9 @@ cuda::emitLayerKernels(ModuleOp container, ModuleOp host, const LayerPlan &plan,
   };
   int64_t logitColumns = E + (packed.sigmoidGate ? 1 : 0);
   SmallVector<std::pair<Launch, std::optional<Launch>>> plan_;
+  if (scaleK >= 0)
+    plan_.push_back(
+        {{scaleK, [](IR &ir, Value t) { return t; }, 1, 128}, std::nullopt});
   plan_.push_back({{logitsK,
                     [=](IR &ir, Value t) {
                       return ceilDiv(ir, ir.mul(t, i64c(ir, logitColumns)),

@@ -9,6 +9,10 @@
 // order).
 //
 // Kernels of a layer, in launch order:
+//   scale_input       layers with a smoothed input (moe.scale_channels) only:
+//                     one block per token writes x * scales (a constant of the
+//                     kernel's module) to the workspace, which every later
+//                     kernel reads as the input
 //   route_logits      one warp per (token, expert): logits (and the shared
 //                     expert's sigmoid gate); also clears the expert counters
 //   route_select      one thread per token: scoring and selection (every kind

@@ -381,11 +381,11 @@ func.func @f(%s0: tensor<32x64xi8>, %s1: tensor<32x2xf32>) {
 
 // -----
 
-// moe.quantize can only produce encodings that have a quantizer.
+// moe.quantize can only produce storage that has a quantizer (fp8_block: e4m3).
 func.func @f(%w: tensor<256x512xbf16>) {
-  // expected-error @+1 {{'moe.quantize' op has no quantizer for encoding #moe.fp8_block<128, 128>; only #moe.int_group can be produced}}
+  // expected-error @+1 {{'moe.quantize' op produces fp8_block values as f8E4M3FN only}}
   %q:2 = moe.quantize #moe.fp8_block<128, 128> %w
-      : (tensor<256x512xbf16>) -> (tensor<256x512xf8E4M3FN>, tensor<2x4xf32>)
+      : (tensor<256x512xbf16>) -> (tensor<256x512xf8E5M2>, tensor<2x4xf32>)
   return
 }
 
