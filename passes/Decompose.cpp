@@ -50,7 +50,7 @@ void decomposeLayer(RewriterBase &rewriter, LayerOp layer) {
       dispatch.getExpertOffsets(), layer.getGateProj(), layer.getUpProj(),
       layer.getDownProj(), layer.getGateBias(), layer.getUpBias(),
       layer.getDownBias(), scaleInput ? dispatch.getPermutedWeights() : Value(),
-      layer.getFfn());
+      layer.getFfn(), layer.getExpertWidthsAttr());
 
   Value shared;
   if (layer.getSharedUpProj())

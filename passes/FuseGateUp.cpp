@@ -43,6 +43,11 @@ std::optional<Fused> fuse(RewriterBase &rewriter, Location loc, FfnAttr ffn,
                           int64_t batch) {
   if (ffn.getGlu() != GluLayout::Separate || !gate)
     return std::nullopt;
+  // One concatenated tensor needs one element type; gate and up can differ
+  // when only one of them was factorized (latent products are f32).
+  if (cast<ShapedType>(gate.getType()).getElementType() !=
+      cast<ShapedType>(up.getType()).getElementType())
+    return std::nullopt;
   Fused fused;
   fused.up = concatHalves(rewriter, loc, gate, up, batch);
   if (gateBias || upBias)

@@ -245,7 +245,16 @@ struct LatentFactorizePass
         b, loc, RankedTensorType::get({experts, rows, latentRank}, f32),
         RankedTensorType::get({groups, latentRank, columns}, f32), weight,
         whitening, latentRank, perGroup);
-    operand->set(LatentProductOp::create(b, loc, type, factorized.getFactors(),
+    // Gate and up run in the latent space (x B^T, then A_e): the product is
+    // never formed, let alone rounded to the checkpoint's type, so it is typed
+    // like its f32 factors and the IR states what the compiled code computes.
+    // Down's input is per expert: it keeps a materialized product of the
+    // weight's type.
+    Type productType = projection == Projection::Down
+                           ? Type(type)
+                           : RankedTensorType::get(type.getShape(), f32);
+    operand->set(LatentProductOp::create(b, loc, productType,
+                                         factorized.getFactors(),
                                          factorized.getBasis()));
     factorizations[user].push_back(factorized);
 

@@ -318,8 +318,9 @@ struct MixedPrecisionPass
     for (int64_t e = 0; e < experts; ++e)
       objective += cost[e][llvm::find(widths, chosen[e]) - widths.begin()];
 
+    std::pair<int64_t, int64_t> bytes = weightBytes(layer, chosen);
     rewriteWeights(layer, chosen);
-    recordReport(layer, chosen, objective);
+    recordReport(layer, chosen, objective, bytes);
     return success();
   }
 
@@ -349,8 +350,9 @@ struct MixedPrecisionPass
           auto quant = QuantizeOp::create(
               b, loc, storageTypes(&getContext(), type.getShape(), encoding),
               slice, encoding, /*calibration=*/Value(), /*clip=*/FloatAttr());
-          return DequantizeOp::create(b, loc, type, quant.getStorage(),
-                                      encoding);
+          return DequantizeOp::create(
+              b, loc, DequantizeOp::getResultTypeFor(type, encoding),
+              quant.getStorage(), encoding);
         };
         it = rewritten
                  .insert({weight, compress::concatExpertRuns(b, loc, weight,
@@ -361,15 +363,14 @@ struct MixedPrecisionPass
     }
   }
 
-  void recordReport(LayerOp layer, ArrayRef<int64_t> chosen, double objective) {
-    auto function = layer->getParentOfType<func::FuncOp>();
-    if (!function)
-      return;
+  /// Bytes of the routed expert weights as the layer stores them now (before
+  /// rewriteWeights) and as `chosen` widths will store them.
+  std::pair<int64_t, int64_t> weightBytes(LayerOp layer,
+                                          ArrayRef<int64_t> chosen) {
     int64_t experts = chosen.size();
     int64_t before = 0, after = 0;
     DenseSet<Value> counted;
     for (auto [operand, name] : routedWeights(layer)) {
-      // The operands now read the rewritten values; sizes come from types.
       Value weight = operand->get();
       if (!counted.insert(weight).second)
         continue;
@@ -380,6 +381,15 @@ struct MixedPrecisionPass
       for (int64_t e = 0; e < experts; ++e)
         after += storedBytes(rows, cols, encodingFor(chosen[e]));
     }
+    return {before, after};
+  }
+
+  void recordReport(LayerOp layer, ArrayRef<int64_t> chosen, double objective,
+                    std::pair<int64_t, int64_t> bytes) {
+    auto function = layer->getParentOfType<func::FuncOp>();
+    if (!function)
+      return;
+    auto [before, after] = bytes;
     Builder b(&getContext());
     function->setAttr(
         ("moe.report." + kPassName).str(),

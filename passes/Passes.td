@@ -50,8 +50,10 @@ def MoEQuantizeExperts : Pass<"moe-quantize-experts"> {
   let summary = "weight-only group-wise integer quantization of expert weights (round to nearest)";
   let description = [{
     Every gate, up and down weight of routed and shared experts (moe.layer, moe.experts,
-    moe.shared_expert) becomes its quantized storage and the dequantization back to its type;
-    router weights keep their precision. The quantization is recorded, not performed: the
+    moe.shared_expert) becomes its quantized storage and its dequantization; router weights
+    keep their precision. Integer grids dequantize to f32, which holds (level - zero) *
+    scale exactly (so compiled kernels apply each scale once per group); FP8 and MXFP4
+    dequantize to the weight's own type. The quantization is recorded, not performed: the
     weight writer (moe-compile) and the reference evaluator execute moe.quantize, so
     `moe-run` on the result measures exactly the error the compiled model will have.
     Weights that are already stored quantized (a moe.dequantize) are left alone.
@@ -61,7 +63,7 @@ def MoEQuantizeExperts : Pass<"moe-quantize-experts"> {
     %q, %s = moe.quantize #moe.int_group<bits = 8, group_size = 32, symmetric = true> %w1
         : (tensor<8x32x64xbf16>) -> (tensor<8x32x64xi8>, tensor<8x32x2xf32>)
     %w1q = moe.dequantize #moe.int_group<bits = 8, group_size = 32, symmetric = true> %q, %s
-        : (tensor<8x32x64xi8>, tensor<8x32x2xf32>) -> tensor<8x32x64xbf16>
+        : (tensor<8x32x64xi8>, tensor<8x32x2xf32>) -> tensor<8x32x64xf32>
     ... (the same for %w3 and %w2)
     %y = moe.experts #moe.ffn<activation = silu> %x, %off gate %w1q up %w3q down %w2q
     ```
@@ -252,6 +254,53 @@ def MoEPruneExperts : Pass<"moe-prune-experts"> {
   let dependentDialects = ["::mlir::moe::MoEDialect", "::mlir::tensor::TensorDialect"];
 }
 
+def MoEPruneMicroExperts : Pass<"moe-prune-micro-experts"> {
+  let summary = "micro-expert pruning (CAMERA-P, or HEAPr with gradients): experts of "
+                "different widths";
+  let description = [{
+    A micro-expert is one intermediate channel i of a routed expert e: a gate row, an up
+    row and a down column. For each moe.layer, over the calibration tokens t routed to e
+    (routing weight w_t; 1 when the layer scales expert inputs) with h_i(t) the down
+    projection's input, every (e, i) gets a score:
+      CAMERA-P: ||W_down[:, i]||^2 * ((1 - beta) * sum_t phi_i(t)^2 + beta * max_t phi_i(t)^2),
+                phi_i(t) = w_t * h_i(t)
+      HEAPr (`gradients` = FILE with `layer<N>.grad_output` or `grad_output` [T, H], the
+             loss gradient at the layer's output per calibration token g_t):
+                mean_t h_i(t)^2 * W_down[:, i]^T M_e W_down[:, i],
+                M_e = mean_t (w_t g_t)(w_t g_t)^T   (the gradient at expert e's output)
+    The lowest `fraction` of all (expert, channel) pairs of the layer are removed (ties: the
+    lower expert, then the lower channel, first), so experts end up with different widths;
+    `moe.super_experts` keep every channel. The stacked expert weights and biases keep a
+    common width W' (the widest expert's): expert e's kept channels first, in ascending
+    order, then zeros, as a `tensor.concat` of `tensor.extract_slice`s and zero constants
+    (weights stay references). The layer gets `expert_widths` (one entry per expert), which
+    code generation uses to skip the removed channels. Channels a previous pruning removed
+    stay removed. A channel whose down column is zero scores 0 under both scores and ranks
+    last; removing it changes nothing.
+    Errors: `fraction` outside [0, 1), `beta` outside [0, 1], layers already decomposed,
+    super experts out of range, a gradients tensor of the wrong shape.
+    Each layer's function gets `moe.report.moe-prune-micro-experts` with `score`,
+    `channels_before`, `channels_after`, `width` (W'), `widths` and
+    `parameter_reduction` (the fraction of routed-expert weight and bias entries removed).
+  }];
+  let options = [
+    Option<"fraction", "fraction", "double", "0.25",
+           "fraction of a layer's (expert, channel) pairs to remove">,
+    Option<"beta", "beta", "double", "1.0",
+           "CAMERA-P's weight of the max over the sum of squared contributions">,
+    Option<"gradients", "gradients", "std::string", "",
+           "safetensors file of output gradients (layer<N>.grad_output or "
+           "grad_output, [T, H]): score with HEAPr instead of CAMERA-P">,
+    Option<"weights", "weights", "std::string", "",
+           "checkpoint folder the module's moe.weight ops read">,
+    Option<"calibration", "calibration", "std::string", "",
+           "safetensors file of calibration hidden states "
+           "(layer<N>.hidden_states or hidden_states, [T, H])">,
+  ];
+  let dependentDialects = ["::mlir::moe::MoEDialect", "::mlir::tensor::TensorDialect",
+                           "::mlir::arith::ArithDialect"];
+}
+
 def MoEMixedPrecision : Pass<"moe-mixed-precision"> {
   let summary = "MC#-style per-expert bit widths under a mean-bits budget, solved exactly";
   let description = [{
@@ -315,8 +364,10 @@ def MoELatentFactorize : Pass<"moe-latent-factorize"> {
     %a, %b = moe.factorize %w1 rank(16) group(8)
         : (tensor<8x32x64xbf16>) -> (tensor<8x32x16xf32>, tensor<1x16x64xf32>)
     %w1f = moe.latent_product %a, %b
-        : (tensor<8x32x16xf32>, tensor<1x16x64xf32>) -> tensor<8x32x64xbf16>
+        : (tensor<8x32x16xf32>, tensor<1x16x64xf32>) -> tensor<8x32x64xf32>
     ```
+    Gate and up products are f32, the factors' type (the CPU code computes x B^T and then
+    A_e, never the rounded product); down's product keeps the weight's type.
     A gate fused into up (glu = halves/interleaved) is factorized as part of up. Errors: a
     rank outside [1, min(group * out, in)], a group not dividing the number of experts, an
     unknown projection, whitening without calibration or of down. Each layer's function

@@ -11,9 +11,11 @@
 #include "passes/Passes.h"
 
 #include "lib/Compress/Calibration.h"
+#include "lib/Compress/ExpertScores.h"
 #include "lib/Weights/Safetensors.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/BuiltinOps.h"
 
 #include "llvm/ADT/TypeSwitch.h"
@@ -58,6 +60,24 @@ SmallVector<OpOperand *> expertWeights(Operation *op) {
 
 constexpr llvm::StringLiteral kPassName = "moe-quantize-experts";
 
+/// Whether `weight` is already stored quantized: a moe.dequantize, or slices
+/// and concatenations of such (moe-prune-experts after quantization,
+/// moe-mixed-precision's runs of widths). Quantizing those again would
+/// silently quantize twice.
+bool storedQuantized(Value weight) {
+  Operation *op = weight.getDefiningOp();
+  if (!op)
+    return false;
+  if (isa<DequantizeOp>(op))
+    return true;
+  if (auto slice = dyn_cast<tensor::ExtractSliceOp>(op))
+    return storedQuantized(slice.getSource());
+  if (auto concat = dyn_cast<tensor::ConcatOp>(op))
+    return !concat.getInputs().empty() &&
+           llvm::all_of(concat.getInputs(), storedQuantized);
+  return false;
+}
+
 /// GPTQ's inputs for one layer: per quantized weight, the rows it sees.
 struct LayerCalibration {
   /// Routed experts: gate/up inputs [E, n_max, H], down inputs [E, n_max, I].
@@ -92,24 +112,50 @@ struct QuantizeExpertsPass
     WeightEncodingAttrInterface encoding = chooseEncoding();
     // One quantization per weight value, shared by every op that reads it.
     DenseMap<Value, Value> quantized;
+    // Weights quantized per layer function, for its report.
+    llvm::MapVector<Operation *, int64_t> perFunction;
     WalkResult result = getOperation()->walk([&](Operation *op) {
       for (OpOperand *operand : expertWeights(op)) {
         Value weight = operand->get();
-        if (weight.getDefiningOp<DequantizeOp>())
+        if (storedQuantized(weight))
           continue; // already stored quantized
         auto it = quantized.find(weight);
         if (it == quantized.end()) {
-          FailureOr<Value> replacement = quantize(op, weight, encoding, {});
+          FailureOr<Value> replacement =
+              quantizeKeepingSuperExperts(op, weight, encoding);
           if (failed(replacement))
             return WalkResult::interrupt();
           it = quantized.insert({weight, *replacement}).first;
+          if (auto function = op->getParentOfType<func::FuncOp>())
+            ++perFunction[function];
         }
         operand->set(it->second);
       }
       return WalkResult::advance();
     });
     if (result.wasInterrupted())
-      signalPassFailure();
+      return signalPassFailure();
+    // moe.report.moe-quantize-experts: what was chosen and how many weights
+    // (gate, up, down; routed and shared) it applied to.
+    Builder b(&getContext());
+    for (auto [function, count] : perFunction) {
+      SmallVector<NamedAttribute> entries{
+          b.getNamedAttr("method", b.getStringAttr("rtn")),
+          b.getNamedAttr("format", b.getStringAttr(format)),
+          b.getNamedAttr("weights_quantized", b.getI64IntegerAttr(count))};
+      if (int64_t kept = superExpertsKept.lookup(function))
+        entries.push_back(b.getNamedAttr("super_experts_at_8_bits",
+                                         b.getI64IntegerAttr(kept)));
+      if (format == "int") {
+        entries.push_back(b.getNamedAttr("bits", b.getI64IntegerAttr(bits)));
+        entries.push_back(
+            b.getNamedAttr("group_size", b.getI64IntegerAttr(groupSize)));
+        entries.push_back(
+            b.getNamedAttr("symmetric", b.getBoolAttr(symmetric)));
+      }
+      function->setAttr(("moe.report." + kPassName).str(),
+                        b.getDictionaryAttr(entries));
+    }
   }
 
   LogicalResult checkOptions() {
@@ -171,7 +217,8 @@ struct QuantizeExpertsPass
       Operation *module =
           isa<ModuleOp>(root) ? root : root->getParentOfType<ModuleOp>();
       if (module)
-        if (auto attr = module->getAttrOfType<StringAttr>(compress::kPassDataDirAttr))
+        if (auto attr =
+                module->getAttrOfType<StringAttr>(compress::kPassDataDirAttr))
           directory = attr.str();
     }
     if (directory.empty())
@@ -301,7 +348,7 @@ struct QuantizeExpertsPass
                                   DenseMap<Value, Value> &quantized) {
     // Nothing to do when every expert weight is already stored quantized.
     if (llvm::all_of(expertWeights(layer), [](OpOperand *operand) {
-          return operand->get().getDefiningOp<DequantizeOp>();
+          return storedQuantized(operand->get());
         }))
       return success();
     FailureOr<LayerCalibration> rows = observe(layer, data);
@@ -363,7 +410,7 @@ struct QuantizeExpertsPass
                                Value rowsValue) -> LogicalResult {
       for (OpOperand &operand : range) {
         Value weight = operand.get();
-        if (weight.getDefiningOp<DequantizeOp>())
+        if (storedQuantized(weight))
           continue;
         auto it = quantized.find(weight);
         if (it == quantized.end()) {
@@ -414,6 +461,53 @@ struct QuantizeExpertsPass
              b.getNamedAttr("expert_rows_max", b.getI64IntegerAttr(most))}));
   }
 
+  /// Super experts (a moe.layer's moe.super_experts) never go below 8 bits:
+  /// a routed weight becomes the concatenation of its runs of experts, super
+  /// runs quantized at 8 bits and the others at the chosen width. Everything
+  /// else is quantize().
+  FailureOr<Value>
+  quantizeKeepingSuperExperts(Operation *user, Value weight,
+                              WeightEncodingAttrInterface encoding) {
+    auto layer = dyn_cast<LayerOp>(user);
+    auto narrow = dyn_cast<IntGroupEncodingAttr>(encoding);
+    auto type = cast<RankedTensorType>(weight.getType());
+    SmallVector<int64_t> super;
+    if (layer && narrow && narrow.getBits() < 8 && type.getRank() == 3)
+      super = compress::superExpertsOf(layer);
+    if (super.empty())
+      return quantize(user, weight, encoding, {});
+    SmallVector<compress::ExpertRun> runs;
+    SmallVector<bool> runIsSuper;
+    for (int64_t e = 0, E = type.getDimSize(0); e < E; ++e) {
+      bool isSuper = llvm::is_contained(super, e);
+      if (runs.empty() || runIsSuper.back() != isSuper) {
+        runs.push_back({e, e + 1});
+        runIsSuper.push_back(isSuper);
+      } else {
+        runs.back().end = e + 1;
+      }
+    }
+    auto wide = IntGroupEncodingAttr::get(
+        &getContext(), 8, narrow.getGroupSize(), narrow.getSymmetric());
+    bool failedRun = false;
+    OpBuilder b(user);
+    Value result = compress::concatExpertRuns(
+        b, weight.getLoc(), weight, runs, [&](Value slice, size_t run) {
+          FailureOr<Value> q =
+              quantize(user, slice, runIsSuper[run] ? wide : narrow, {});
+          failedRun |= failed(q);
+          return failed(q) ? slice : *q;
+        });
+    if (failedRun)
+      return failure();
+    if (auto function = user->getParentOfType<func::FuncOp>())
+      superExpertsKept[function] = int64_t(super.size());
+    return result;
+  }
+
+  /// Super experts kept at 8 bits, per layer function (for the report).
+  DenseMap<Operation *, int64_t> superExpertsKept;
+
   /// moe.dequantize(moe.quantize(weight)), built before its first user (so
   /// the IR reads gate, up, down in order); `rows` are GPTQ's calibration
   /// inputs (null: round to nearest).
@@ -451,27 +545,33 @@ struct QuantizeExpertsPass
               shape({outputs, cols / kMxfp4Block, kMxfp4Block / 2}), byte),
           RankedTensorType::get(shape({outputs, cols / kMxfp4Block}), byte)};
     } else {
+      // The encoding's own width: super experts may be quantized wider than
+      // the pass's `bits`.
+      auto intGroup = cast<IntGroupEncodingAttr>(encoding);
+      int64_t width = intGroup.getBits();
       if (cols % groupSize != 0)
         return user->emitError()
                << kPassName << ": group-size " << int64_t(groupSize)
                << " does not divide the input dimension " << cols
                << " of a weight of type " << type;
-      if (bits == 4 && cols % 2 != 0)
+      if (width == 4 && cols % 2 != 0)
         return user->emitError() << kPassName
                                  << ": 4-bit weights pack two values per byte "
                                     "and need an even input dimension, got "
                                  << cols;
       storage = {
-          RankedTensorType::get(shape({outputs, bits == 4 ? cols / 2 : cols}),
+          RankedTensorType::get(shape({outputs, width == 4 ? cols / 2 : cols}),
                                 b.getIntegerType(8)),
           RankedTensorType::get(shape({outputs, cols / groupSize}),
                                 b.getF32Type())};
-      if (!symmetric)
+      if (!intGroup.getSymmetric())
         storage.push_back(storage[1]);
     }
     auto quant = QuantizeOp::create(b, loc, storage, weight, encoding, rows,
                                     FloatAttr());
-    return DequantizeOp::create(b, loc, type, quant.getStorage(), encoding)
+    return DequantizeOp::create(b, loc,
+                                DequantizeOp::getResultTypeFor(type, encoding),
+                                quant.getStorage(), encoding)
         .getResult();
   }
 

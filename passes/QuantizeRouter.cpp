@@ -145,8 +145,9 @@ struct QuantizeRouterPass
     Location loc = routerValue.getLoc();
     auto quant = QuantizeOp::create(b, loc, storage, routerValue, encoding,
                                     Value(), clip);
-    Value dequantized =
-        DequantizeOp::create(b, loc, type, quant.getStorage(), encoding);
+    Value dequantized = DequantizeOp::create(
+        b, loc, DequantizeOp::getResultTypeFor(type, encoding),
+        quant.getStorage(), encoding);
     layer.getRouterWeightMutable().assign(dequantized);
     recordReport(layer, choice, agreementUnclipped, agreementChosen);
     return success();

@@ -113,7 +113,8 @@ struct SmoothExpertsPass
             << kPassName << ": the " << name << " is already quantized ("
             << dequant->getName() << " " << dequant.getEncoding()
             << "); smoothing must come before quantization (run "
-               "moe-smooth-experts before moe-quantize-experts, on "
+               "moe-smooth-experts before moe-quantize-experts, "
+               "moe-quantize-router and moe-mixed-precision, on "
                "unquantized weights)";
         diag.attachNote(dequant.getLoc()) << "quantized here";
         return diag;

@@ -254,6 +254,15 @@ LogicalResult WeightOp::verify() {
 // DequantizeOp
 //===----------------------------------------------------------------------===//
 
+RankedTensorType
+DequantizeOp::getResultTypeFor(RankedTensorType weight,
+                               WeightEncodingAttrInterface encoding) {
+  if (isa<IntGroupEncodingAttr>(encoding))
+    return RankedTensorType::get(weight.getShape(),
+                                 Float32Type::get(weight.getContext()));
+  return weight;
+}
+
 LogicalResult DequantizeOp::verify() {
   return getEncoding().verifyStorage([&] { return emitOpError(); },
                                      getStorage().getTypes(),
@@ -490,6 +499,25 @@ LogicalResult DispatchOp::verify() {
   return success();
 }
 
+/// `expert_widths` of moe.experts / moe.layer: one entry per expert, each in
+/// [0, I] with I the down projection's input width (known once the ffn
+/// weights verified).
+static LogicalResult verifyExpertWidths(Operation *op, DenseI64ArrayAttr widths,
+                                        int64_t experts, Value down) {
+  if (!widths)
+    return success();
+  if (int64_t(widths.size()) != experts)
+    return op->emitOpError() << "expert_widths must have one entry per expert ("
+                             << experts << "), got " << widths.size();
+  int64_t width = tensorType(down).getDimSize(2);
+  for (auto [e, w] : llvm::enumerate(widths.asArrayRef()))
+    if (w < 0 || (!ShapedType::isDynamic(width) && w > width))
+      return op->emitOpError()
+             << "expert_widths[" << e << "] = " << w << " is outside [0, "
+             << dimStr(width) << "] (the experts' intermediate width)";
+  return success();
+}
+
 //===----------------------------------------------------------------------===//
 // ExpertsOp
 //===----------------------------------------------------------------------===//
@@ -509,7 +537,9 @@ LogicalResult ExpertsOp::verify() {
   FfnWeights weights{getGateProj(), getUpProj(), getDownProj(),
                      getGateBias(), getUpBias(), getDownBias()};
   if (failed(verifyFfn(*this, getFfn(), weights, /*batch=*/1, experts,
-                       input.getDimSize(1), "")))
+                       input.getDimSize(1), "")) ||
+      failed(verifyExpertWidths(*this, getExpertWidthsAttr(), experts,
+                                getDownProj())))
     return failure();
   if (Value scales = getRowScales()) {
     if (failed(expectRank(*this, scales, "row_scales", 1, "[rows]")) ||
@@ -596,8 +626,10 @@ LogicalResult LayerOp::verify() {
   int64_t experts = tensorType(getRouterWeight()).getDimSize(0);
   FfnWeights routed{getGateProj(), getUpProj(), getDownProj(),
                     getGateBias(), getUpBias(), getDownBias()};
-  if (failed(
-          verifyFfn(*this, getFfn(), routed, /*batch=*/1, experts, hidden, "")))
+  if (failed(verifyFfn(*this, getFfn(), routed, /*batch=*/1, experts, hidden,
+                       "")) ||
+      failed(verifyExpertWidths(*this, getExpertWidthsAttr(), experts,
+                                getDownProj())))
     return failure();
 
   bool hasShared = getSharedGateProj() || getSharedUpProj() ||

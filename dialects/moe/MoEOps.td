@@ -71,6 +71,15 @@ def MoE_DequantizeOp : MoE_Op<"dequantize", [Pure]> {
     $encoding $storage attr-dict `:` functional-type($storage, $result)
   }];
   let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The result type quantization passes give the dequantization of a
+    /// weight of type `weight`: f32 for integer grids, whose values
+    /// (level - zero) * scale f32 holds exactly (so compiled kernels can apply
+    /// the scale once per group), else the weight's own type.
+    static ::mlir::RankedTensorType
+    getResultTypeFor(::mlir::RankedTensorType weight,
+                     ::mlir::moe::WeightEncodingAttrInterface encoding);
+  }];
 }
 
 def MoE_QuantizeOp : MoE_Op<"quantize", [Pure]> {
@@ -276,6 +285,10 @@ def MoE_ExpertsOp : MoE_Op<"experts", [Pure, AttrSizedOperandSegments]> {
     down(act(gate) * up) (or down(act(up)) for glu = none) with expert e's slice of the
     stacked weights `[E, out, in]`. Optional biases are per expert. `row_scales` multiplies
     each input row first (Llama-4 scales the expert input by the routing weight).
+    `expert_widths` (one entry per expert, each at most the intermediate width I) gives
+    experts different widths: expert e uses only its first expert_widths[e] intermediate
+    channels; the channels after them contribute nothing whatever the weights hold there
+    (micro-expert pruning keeps them zero), so code generation skips them.
 
     ```mlir
     %y = moe.experts #moe.ffn<activation = silu> %px, %offsets gate %w1 up %w3 down %w2
@@ -290,7 +303,8 @@ def MoE_ExpertsOp : MoE_Op<"experts", [Pure, AttrSizedOperandSegments]> {
                        Optional<MoE_FloatTensor>:$up_bias,
                        Optional<MoE_FloatTensor>:$down_bias,
                        Optional<MoE_FloatTensor>:$row_scales,
-                       MoE_FfnAttr:$ffn);
+                       MoE_FfnAttr:$ffn,
+                       OptionalAttr<DenseI64ArrayAttr>:$expert_widths);
   let results = (outs MoE_FloatTensor:$result);
   let assemblyFormat = [{
     qualified($ffn) $input `,` $expert_offsets (`gate` $gate_proj^)? `up` $up_proj
@@ -372,7 +386,8 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
   let description = [{
     The block as checkpoints describe it; `moe-decompose` rewrites it into route, dispatch,
     experts, combine (and shared_expert). `weights_scale_input` applies the routing weight to
-    each expert's input instead of its output (Llama-4).
+    each expert's input instead of its output (Llama-4). `expert_widths` is moe.experts'
+    (routed experts of different intermediate widths); moe-decompose carries it there.
 
     ```mlir
     %y = moe.layer %x
@@ -399,7 +414,8 @@ def MoE_LayerOp : MoE_Op<"layer", [Pure, AttrSizedOperandSegments]> {
                        MoE_RoutingAttr:$routing, MoE_FfnAttr:$ffn,
                        OptionalAttr<MoE_FfnAttr>:$shared_ffn,
                        OptionalAttr<F64Attr>:$capacity_factor,
-                       UnitAttr:$weights_scale_input);
+                       UnitAttr:$weights_scale_input,
+                       OptionalAttr<DenseI64ArrayAttr>:$expert_widths);
   let results = (outs MoE_FloatTensor:$result);
   let assemblyFormat = [{
     $input `routing` qualified($routing) `ffn` qualified($ffn)

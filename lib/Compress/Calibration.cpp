@@ -126,8 +126,26 @@ compress::calibrationStates(const ::moe::SafetensorsFile &file, StringRef path,
 FailureOr<RefTensor> PassData::statesFor(Operation *op, int64_t hidden) {
   if (!calibration)
     return op->emitError() << "no calibration states were given", failure();
-  return calibrationStates(*calibration, calibrationPath, layerIndexOf(op),
-                           hidden, op->getLoc());
+  FailureOr<RefTensor> states = calibrationStates(
+      *calibration, calibrationPath, layerIndexOf(op), hidden, op->getLoc());
+  if (failed(states))
+    return failure();
+  // A smoothed layer (moe-smooth-experts) reads its input through
+  // moe.scale_channels and its router and experts were scaled to match: what
+  // they see are the scaled states (in float64, as the reference evaluator).
+  if (auto layer = dyn_cast<LayerOp>(op)) {
+    Value input = layer.getInput();
+    while (auto scale = input.getDefiningOp<ScaleChannelsOp>()) {
+      FailureOr<RefTensor> scales = materializer->get(scale.getScales());
+      if (failed(scales))
+        return failure();
+      int64_t channels = scales->numel();
+      for (int64_t i = 0; i < states->numel(); ++i)
+        states->data[i] *= scales->data[i % channels];
+      input = scale.getInput();
+    }
+  }
+  return states;
 }
 
 reference::FfnValues compress::routedExperts(LayerOp layer) {

@@ -951,7 +951,8 @@ OwningOpRef<ModuleOp> mlir::moe::importHFCheckpoint(StringRef directory,
         parts.sharedGate, parts.sharedUp, parts.sharedDown,
         parts.sharedSigmoidGate, parts.routing, parts.ffn, parts.sharedFfn,
         /*capacity_factor=*/FloatAttr(),
-        parts.weightsScaleInput ? builder.getUnitAttr() : UnitAttr());
+        parts.weightsScaleInput ? builder.getUnitAttr() : UnitAttr(),
+        /*expert_widths=*/DenseI64ArrayAttr());
     func::ReturnOp::create(builder, layerLoc, layerOp.getResult());
   }
   // A configuration the dialect rejects (say k > E) fails here, at the layer it

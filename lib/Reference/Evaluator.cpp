@@ -195,11 +195,15 @@ LogicalResult Interpreter::evaluateLayer(LayerOp op) {
   if (failed(dispatched))
     return failure();
   bool scaleInput = op.getWeightsScaleInput();
-  FailureOr<RefTensor> expertOutputs = experts(
-      emitError, op.getFfn(), dispatched->permuted, dispatched->expertOffsets,
+  FfnWeights routedWeights =
       ffnWeights(op.getGateProj(), op.getUpProj(), op.getDownProj(),
-                 op.getGateBias(), op.getUpBias(), op.getDownBias()),
-      scaleInput ? &dispatched->permutedWeights : nullptr);
+                 op.getGateBias(), op.getUpBias(), op.getDownBias());
+  if (DenseI64ArrayAttr widths = op.getExpertWidthsAttr())
+    routedWeights.widths = widths.asArrayRef();
+  FailureOr<RefTensor> expertOutputs =
+      experts(emitError, op.getFfn(), dispatched->permuted,
+              dispatched->expertOffsets, routedWeights,
+              scaleInput ? &dispatched->permutedWeights : nullptr);
   if (failed(expertOutputs))
     return failure();
   std::optional<RefTensor> shared;
@@ -280,12 +284,15 @@ LogicalResult Interpreter::run(Operation *op) {
         return success();
       })
       .Case([&](ExpertsOp expertsOp) -> LogicalResult {
+        FfnWeights routedWeights =
+            ffnWeights(expertsOp.getGateProj(), expertsOp.getUpProj(),
+                       expertsOp.getDownProj(), expertsOp.getGateBias(),
+                       expertsOp.getUpBias(), expertsOp.getDownBias());
+        if (DenseI64ArrayAttr widths = expertsOp.getExpertWidthsAttr())
+          routedWeights.widths = widths.asArrayRef();
         FailureOr<RefTensor> result =
             experts(emitError, expertsOp.getFfn(), get(expertsOp.getInput()),
-                    get(expertsOp.getExpertOffsets()),
-                    ffnWeights(expertsOp.getGateProj(), expertsOp.getUpProj(),
-                               expertsOp.getDownProj(), expertsOp.getGateBias(),
-                               expertsOp.getUpBias(), expertsOp.getDownBias()),
+                    get(expertsOp.getExpertOffsets()), routedWeights,
                     getOptional(expertsOp.getRowScales()));
         if (failed(result))
           return failure();

@@ -92,6 +92,11 @@ void ffnRow(FfnAttr ffn, const FfnWeights &w, int64_t expert, const double *x,
       h.push_back(gatedActivation(ffn, up[2 * i], up[2 * i + 1]));
     break;
   }
+  // Channels past an expert's width contribute nothing, whatever its weights
+  // hold there; compiled code skips them, so they must not count here.
+  if (!w.widths.empty())
+    std::fill(h.begin() + std::min<int64_t>(w.widths[expert], h.size()),
+              h.end(), 0.0);
   int64_t width = static_cast<int64_t>(h.size());
   int64_t outRows = w.down->dim(w.down->rank() - 2);
   matVec(w.down->matrix(expert), outRows, width, h.data(),

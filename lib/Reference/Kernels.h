@@ -47,6 +47,9 @@ FailureOr<Dispatch> dispatch(EmitErrorFn emitError, const RefTensor &input,
 struct FfnWeights {
   const RefTensor *gate = nullptr, *up = nullptr, *down = nullptr;
   const RefTensor *gateBias = nullptr, *upBias = nullptr, *downBias = nullptr;
+  /// Stacked experts of different widths (expert_widths): expert e uses its
+  /// first widths[e] intermediate channels only. Empty: every channel.
+  llvm::ArrayRef<int64_t> widths;
 };
 
 /// moe.experts: rows [offsets[e], offsets[e+1]) through expert e.

@@ -428,12 +428,18 @@ IntGroupEncodingAttr WeightMaterializer::getIntGroupEncoding(Value value) {
     int64_t rank = concatOp.getResultType().getRank();
     if (int64_t(concatOp.getDim()) == rank - 1)
       return {};
+    // Parts of different widths (per-expert mixed precision) share the wider
+    // one: narrower levels fit its storage unchanged.
     IntGroupEncodingAttr common;
     for (Value input : concatOp.getInputs()) {
       IntGroupEncodingAttr encoding = getIntGroupEncoding(input);
-      if (!encoding || (common && common != encoding))
+      if (!encoding)
         return {};
-      common = encoding;
+      if (common && (common.getGroupSize() != encoding.getGroupSize() ||
+                     common.getSymmetric() != encoding.getSymmetric()))
+        return {};
+      if (!common || encoding.getBits() > common.getBits())
+        common = encoding;
     }
     return common;
   }

@@ -50,8 +50,9 @@ public:
   };
   FailureOr<IntGroupValues> getIntGroup(Value value, int64_t expert = -1);
 
-  /// The one #moe.int_group encoding `value` is stored with (as getIntGroup
-  /// reads it), from the IR alone; null when it has none or several.
+  /// The #moe.int_group encoding whose storage holds the levels of `value`
+  /// (as getIntGroup reads them), from the IR alone: its one encoding, or the
+  /// widest of encodings that differ only in bits; null otherwise.
   static IntGroupEncodingAttr getIntGroupEncoding(Value value);
 
 private:

@@ -25,14 +25,14 @@ func.func @experts(%x: tensor<?x64xf32>, %off: tensor<9xi32>, %g: tensor<8x32x64
 
 // -----
 
-// A whole layer (k = 2): the router and the shared expert keep their weights; the product
-// has the weight's type (bf16), the factors are f32. FLOPs per token: before 2 * k * N * K
+// A whole layer (k = 2): the router and the shared expert keep their weights; the factors
+// and the gate/up products are f32 whatever the weight's type (bf16). FLOPs per token: before 2 * k * N * K
 // per projection; after, gate/up: 2 * (min(k, groups) * R * K + k * N * R).
 // CHECK-LABEL: func.func @layer
 // CHECK-SAME:    "moe.report.moe-latent-factorize" = {flops_per_token_after = 12288 : i64, flops_per_token_before = 16384 : i64, group = 4 : i64, params_after = 12288 : i64, params_before = 32768 : i64, rank = 16 : i64}
 // CHECK:         %[[R:.*]] = moe.weight "router"
 // CHECK:         %[[A:.*]], %[[B:.*]] = moe.factorize %{{.*}} rank(16) group(4) : (tensor<8x32x64xbf16>) -> (tensor<8x32x16xf32>, tensor<2x16x64xf32>)
-// CHECK:         %[[GP:.*]] = moe.latent_product %[[A]], %[[B]] : (tensor<8x32x16xf32>, tensor<2x16x64xf32>) -> tensor<8x32x64xbf16>
+// CHECK:         %[[GP:.*]] = moe.latent_product %[[A]], %[[B]] : (tensor<8x32x16xf32>, tensor<2x16x64xf32>) -> tensor<8x32x64xf32>
 // CHECK:         moe.factorize
 // CHECK:         %[[UP:.*]] = moe.latent_product
 // CHECK-NOT:     moe.factorize
@@ -41,6 +41,7 @@ func.func @experts(%x: tensor<?x64xf32>, %off: tensor<9xi32>, %g: tensor<8x32x64
 // intermediate, so 2 * k * (R * N_in + N_out * R) = 2 * 2 * (16 * 32 + 64 * 16).
 // DOWN-LABEL: func.func @layer
 // DOWN-SAME:    "moe.report.moe-latent-factorize" = {flops_per_token_after = 6144 : i64, flops_per_token_before = 8192 : i64, group = 0 : i64, params_after = 8704 : i64, params_before = 16384 : i64, rank = 16 : i64}
+// DOWN:         moe.latent_product %{{.*}}, %{{.*}} : (tensor<8x64x16xf32>, tensor<1x16x32xf32>) -> tensor<8x64x32xbf16>
 func.func @layer(%x: tensor<?x64xbf16>) -> tensor<?x64xbf16> {
   %r = moe.weight "router" : tensor<8x64xbf16>
   %g = moe.weight "g.{e}" experts(8) : tensor<8x32x64xbf16>

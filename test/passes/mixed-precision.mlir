@@ -12,7 +12,7 @@
 // CHECK:         %[[D:.*]] = moe.weight "model.layers.0.block_sparse_moe.experts.{e}.w2.weight"
 // CHECK:         %[[G0:.*]] = tensor.extract_slice %[[G]][0, 0, 0] [1, 32, 64] [1, 1, 1] : tensor<8x32x64xbf16> to tensor<1x32x64xbf16>
 // CHECK:         %[[Q0:.*]]:2 = moe.quantize #moe.int_group<bits = 4, group_size = 32> %[[G0]] : (tensor<1x32x64xbf16>) -> (tensor<1x32x32xi8>, tensor<1x32x2xf32>)
-// CHECK:         %[[D0:.*]] = moe.dequantize #moe.int_group<bits = 4, group_size = 32> %[[Q0]]#0, %[[Q0]]#1 : (tensor<1x32x32xi8>, tensor<1x32x2xf32>) -> tensor<1x32x64xbf16>
+// CHECK:         %[[D0:.*]] = moe.dequantize #moe.int_group<bits = 4, group_size = 32> %[[Q0]]#0, %[[Q0]]#1 : (tensor<1x32x32xi8>, tensor<1x32x2xf32>) -> tensor<1x32x64xf32>
 // CHECK:         %[[G1:.*]] = tensor.extract_slice %[[G]][1, 0, 0] [3, 32, 64] [1, 1, 1]
 // CHECK:         %[[Q1:.*]]:2 = moe.quantize #moe.int_group<bits = 8, group_size = 32> %[[G1]] : (tensor<3x32x64xbf16>) -> (tensor<3x32x64xi8>, tensor<3x32x2xf32>)
 // CHECK:         %[[D1:.*]] = moe.dequantize #moe.int_group<bits = 8, group_size = 32> %[[Q1]]#0, %[[Q1]]#1
@@ -22,10 +22,10 @@
 // CHECK:         %[[G7:.*]] = tensor.extract_slice %[[G]][7, 0, 0] [1, 32, 64] [1, 1, 1]
 // CHECK:         moe.quantize #moe.int_group<bits = 8, group_size = 32> %[[G7]]
 // CHECK:         %[[D7:.*]] = moe.dequantize
-// CHECK:         %[[GM:.*]] = tensor.concat dim(0) %[[D0]], %[[D1]], %[[D4]], %[[D7]] : (tensor<1x32x64xbf16>, tensor<3x32x64xbf16>, tensor<3x32x64xbf16>, tensor<1x32x64xbf16>) -> tensor<8x32x64xbf16>
-// CHECK:         %[[UM:.*]] = tensor.concat dim(0) {{.*}} -> tensor<8x32x64xbf16>
+// CHECK:         %[[GM:.*]] = tensor.concat dim(0) %[[D0]], %[[D1]], %[[D4]], %[[D7]] : (tensor<1x32x64xf32>, tensor<3x32x64xf32>, tensor<3x32x64xf32>, tensor<1x32x64xf32>) -> tensor<8x32x64xf32>
+// CHECK:         %[[UM:.*]] = tensor.concat dim(0) {{.*}} -> tensor<8x32x64xf32>
 // CHECK:         moe.quantize #moe.int_group<bits = 4, group_size = 32> %{{.*}} : (tensor<1x64x32xbf16>) -> (tensor<1x64x16xi8>, tensor<1x64x1xf32>)
-// CHECK:         %[[DM:.*]] = tensor.concat dim(0) {{.*}} -> tensor<8x64x32xbf16>
+// CHECK:         %[[DM:.*]] = tensor.concat dim(0) {{.*}} -> tensor<8x64x32xf32>
 // CHECK:         moe.layer {{.*}} router(%{{.*}}) experts(gate %[[GM]] up %[[UM]] down %[[DM]])
 func.func @layer_0(%x: tensor<?x64xbf16>) -> tensor<?x64xbf16> attributes {moe.layer_index = 0 : i64} {
   %r = moe.weight "model.layers.0.block_sparse_moe.gate.weight" : tensor<8x64xbf16>

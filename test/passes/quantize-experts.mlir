@@ -26,12 +26,15 @@ func.func @experts(%x: tensor<?x64xf32>, %off: tensor<9xi32>, %g: tensor<8x32x64
 // -----
 
 // A whole layer: the router stays at full precision, routed and shared experts are
-// quantized; the shared expert's sigmoid gate (a router-like vector) stays too.
+// quantized; the shared expert's sigmoid gate (a router-like vector) stays too. bf16
+// weights dequantize to f32: the integer grid's exact values.
 // CHECK-LABEL: func.func @layer
 // CHECK-SAME:    (%[[X:.*]]: tensor<?x64xbf16>)
 // CHECK:         %[[R:.*]] = moe.weight "router"
 // CHECK:         %[[SGATE:.*]] = moe.weight "sgate"
-// CHECK-COUNT-6: moe.quantize
+// CHECK:         moe.quantize {{.*}} : (tensor<8x32x64xbf16>) -> (tensor<8x32x64xi8>, tensor<8x32x2xf32>)
+// CHECK-NEXT:    moe.dequantize {{.*}} -> tensor<8x32x64xf32>
+// CHECK-COUNT-5: moe.quantize
 // CHECK-NOT:     moe.quantize
 // CHECK:         moe.layer %[[X]] {{.*}} router(%[[R]])
 // CHECK-SAME:    sigmoid_gate %[[SGATE]])

@@ -21,7 +21,7 @@ func.func @layer_1(%x: tensor<?x64xbf16>, %q: tensor<8x32x64xi8>, %qs: tensor<8x
       : (tensor<8x32x64xi8>, tensor<8x32x2xf32>) -> tensor<8x32x64xbf16>
   %u = moe.weight "model.layers.1.mlp.experts.{e}.up_proj.weight" experts(8) : tensor<8x32x64xbf16>
   %d = moe.weight "model.layers.1.mlp.experts.{e}.down_proj.weight" experts(8) : tensor<8x64x32xbf16>
-  // expected-error @+1 {{'moe.layer' op moe-smooth-experts: the gate_proj is already quantized (moe.dequantize #moe.int_group<bits = 8, group_size = 32>); smoothing must come before quantization (run moe-smooth-experts before moe-quantize-experts, on unquantized weights)}}
+  // expected-error @+1 {{'moe.layer' op moe-smooth-experts: the gate_proj is already quantized (moe.dequantize #moe.int_group<bits = 8, group_size = 32>); smoothing must come before quantization (run moe-smooth-experts before moe-quantize-experts, moe-quantize-router and moe-mixed-precision, on unquantized weights)}}
   %y = moe.layer %x routing #moe.routing<scoring = softmax, k = 4> ffn #moe.ffn<activation = silu>
       router(%r) experts(gate %g up %u down %d)
       : (tensor<?x64xbf16>, tensor<8x64xbf16>, tensor<8x32x64xbf16>, tensor<8x32x64xbf16>,

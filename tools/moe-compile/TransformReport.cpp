@@ -4,12 +4,15 @@
 #include "tools/moe-compile/TransformReport.h"
 
 #include "lib/Compress/Calibration.h"
+#include "lib/Compress/ExpertScores.h"
 
 #include "dialects/moe/MoEOps.h"
 #include "lib/Reference/Evaluator.h"
 #include "lib/Support/DType.h"
 
+#include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 
 #include "llvm/Support/FormatVariadic.h"
 
@@ -22,19 +25,55 @@ static uint64_t tensorBytes(Type type) {
   return uint64_t(tensor.getNumElements()) * bits / 8;
 }
 
+/// Bytes of the stored tensors a weight value is computed from, following
+/// the transformations the weight writer executes: a moe.weight as it is, a
+/// moe.dequantize's storage (a moe.quantize's results: values and scales), a
+/// moe.latent_product's factors, a concat's pieces, a slice's share of its
+/// source (a slice of quantized or factorized storage stays that storage), a
+/// column scaling as its result. Inline constants (smoothing scales) and
+/// activations count nothing.
+static uint64_t bytesOf(Value value) {
+  Operation *def = value.getDefiningOp();
+  if (!def)
+    return 0;
+  if (isa<WeightOp, QuantizeOp, FactorizeOp, ScaleColumnsOp>(def))
+    return tensorBytes(value.getType());
+  if (isa<DequantizeOp, LatentProductOp, tensor::ConcatOp>(def)) {
+    uint64_t bytes = 0;
+    for (Value operand : def->getOperands())
+      bytes += bytesOf(operand);
+    return bytes;
+  }
+  if (auto slice = dyn_cast<tensor::ExtractSliceOp>(def)) {
+    auto source = cast<RankedTensorType>(slice.getSource().getType());
+    auto result = cast<RankedTensorType>(slice.getType());
+    if (!source.hasStaticShape() || source.getNumElements() == 0)
+      return 0;
+    return bytesOf(slice.getSource()) * uint64_t(result.getNumElements()) /
+           uint64_t(source.getNumElements());
+  }
+  return 0;
+}
+
+static bool isWeightTransform(Operation *op) {
+  return isa<WeightOp, QuantizeOp, DequantizeOp, FactorizeOp, LatentProductOp,
+             ScaleColumnsOp, tensor::ConcatOp, tensor::ExtractSliceOp,
+             arith::ConstantOp>(op);
+}
+
 uint64_t mlir::moe::storedWeightBytes(Operation *function) {
+  // Every weight value an op that computes with weights (moe.layer, route,
+  // experts, ...) reads, once.
+  llvm::DenseSet<Value> counted;
   uint64_t bytes = 0;
   function->walk([&](Operation *op) {
-    if (auto weight = dyn_cast<WeightOp>(op)) {
-      bool onlyQuantized =
-          !weight->use_empty() &&
-          llvm::all_of(weight->getUsers(),
-                       [](Operation *user) { return isa<QuantizeOp>(user); });
-      if (!onlyQuantized)
-        bytes += tensorBytes(weight.getType());
-    } else if (auto quant = dyn_cast<QuantizeOp>(op)) {
-      for (Type type : quant.getStorage().getTypes())
-        bytes += tensorBytes(type);
+    if (isWeightTransform(op))
+      return;
+    for (Value operand : op->getOperands()) {
+      Operation *def = operand.getDefiningOp();
+      if (!def || !isWeightTransform(def) || !counted.insert(operand).second)
+        continue;
+      bytes += bytesOf(operand);
     }
   });
   return bytes;
@@ -121,9 +160,18 @@ mlir::moe::buildTransformReport(ModuleOp original, ModuleOp transformed,
       int64_t agree = 0;
       if (want->routing && got->routing) {
         const reference::RefTensor &ids = got->routing->ids;
+        // A pruned layer numbers its experts among the kept ones; compare
+        // original indices.
+        ArrayRef<int64_t> kept;
+        after.walk([&](LayerOp layer) {
+          if (auto attr = layer->getAttrOfType<DenseI64ArrayAttr>(
+                  compress::kKeptExpertsAttr))
+            kept = attr.asArrayRef();
+        });
         agree = reference::tokensWithSameExperts(
             want->routing->ids, [&](int64_t t, int64_t j) {
-              return int64_t(ids.data[t * ids.dim(1) + j]);
+              int64_t id = int64_t(ids.data[t * ids.dim(1) + j]);
+              return id >= 0 && id < int64_t(kept.size()) ? kept[id] : id;
             });
       }
       entry["calibration_tokens"] = tokens;

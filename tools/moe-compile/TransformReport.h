@@ -20,8 +20,10 @@
 
 namespace mlir::moe {
 
-/// Bytes of the weight tensors a layer function reads as stored: moe.weight
-/// results (except those only quantized again) and moe.quantize results.
+/// Bytes of the weight tensors a layer function reads, as the IR stores them:
+/// each weight operand of a computing op traced back through the weight
+/// writer's transformations (quantization storage, latent factors, slices,
+/// concats, column scales) to what is stored; constants count nothing.
 uint64_t storedWeightBytes(Operation *function);
 
 /// The per-layer report of `transformed` against `original` (same functions,

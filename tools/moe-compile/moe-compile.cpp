@@ -13,6 +13,7 @@
 //===----------------------------------------------------------------------===//
 
 #include "dialects/moe/MoEDialect.h"
+#include "dialects/moe/MoEOps.h"
 #include "lib/Codegen/CPU/EmitLayer.h"
 #include "lib/Codegen/CPU/LayerPlan.h"
 #include "lib/Codegen/CPU/WeightPacking.h"
@@ -212,7 +213,42 @@ emitCudaCode(ModuleOp module, ModuleOp host, llvm::StringRef folder,
   return success();
 }
 
+/// Adds to each layer of `report` the bytes of its tensors in the compiled
+/// weights file (what the target's kernels read: e.g. FP8 experts decoded to
+/// bf16 on the CPU) as compiled_weight_bytes, prints one line per layer and
+/// writes the report.
+static LogicalResult writeTransformReport(nlohmann::ordered_json &report,
+                                          const cpu::WeightPacker &packer,
+                                          const std::string &path,
+                                          Location loc) {
+  for (auto &layer : report["layers"]) {
+    std::string prefix =
+        "layer" + std::to_string(layer["layer"].get<int64_t>()) + ".";
+    uint64_t compiled = 0;
+    for (const auto &tensor : packer.getTensors())
+      if (llvm::StringRef(tensor->name).starts_with(prefix))
+        compiled += *::moe::getTensorByteSize(tensor->dtype, tensor->shape);
+    layer["compiled_weight_bytes"] = compiled;
+    llvm::outs() << "layer " << layer["layer"].get<int64_t>() << ": weights "
+                 << layer["weight_bytes_before"].get<uint64_t>() << " -> "
+                 << layer["weight_bytes_after"].get<uint64_t>() << " bytes";
+    if (layer.contains("rel_err"))
+      llvm::outs() << ", calibration ("
+                   << layer["calibration_tokens"].get<int64_t>()
+                   << " tokens): rel_err="
+                   << llvm::format("%.3e", layer["rel_err"].get<double>())
+                   << " routing_agreement="
+                   << llvm::format("%.4f",
+                                   layer["routing_agreement"].get<double>());
+    llvm::outs() << "\n";
+  }
+  if (failed(writeFile(path, report.dump(2) + "\n")))
+    return emitError(loc) << "cannot write " << path;
+  return success();
+}
+
 static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
+                                 llvm::StringRef finalFolder,
                                  const ::moe::Checkpoint *checkpoint,
                                  const Target &choice) {
   const CpuTarget &target = choice.cpu;
@@ -222,7 +258,9 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
     llvm::sys::path::append(p, name);
     return std::string(p);
   };
-  // The user's transformations, measured against the module before them.
+  // The user's transformations, measured against the module before them;
+  // the report is written once the weights file's layout is planned.
+  std::optional<nlohmann::ordered_json> transformReport;
   if (!userPasses.empty()) {
     OwningOpRef<ModuleOp> original = module.clone();
     // Data-driven passes find the checkpoint, the calibration states and a
@@ -261,22 +299,7 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
         *original, module, *checkpoint, calibrationPath, userPasses);
     if (failed(report))
       return failure();
-    for (const auto &layer : (*report)["layers"]) {
-      llvm::outs() << "layer " << layer["layer"].get<int64_t>() << ": weights "
-                   << layer["weight_bytes_before"].get<uint64_t>() << " -> "
-                   << layer["weight_bytes_after"].get<uint64_t>() << " bytes";
-      if (layer.contains("rel_err"))
-        llvm::outs() << ", calibration ("
-                     << layer["calibration_tokens"].get<int64_t>()
-                     << " tokens): rel_err="
-                     << llvm::format("%.3e", layer["rel_err"].get<double>())
-                     << " routing_agreement="
-                     << llvm::format("%.4f",
-                                     layer["routing_agreement"].get<double>());
-      llvm::outs() << "\n";
-    }
-    if (failed(writeFile(path("report.json"), report->dump(2) + "\n")))
-      return module.emitError() << "cannot write " << path("report.json");
+    transformReport = std::move(*report);
   } else if (!calibrationPath.empty()) {
     return module.emitError() << "--calibration measures --passes; none given";
   }
@@ -312,6 +335,9 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
     packing = cpu::PackingOptions();
     packing.panelWidth = shape.panelWidth;
     packing.keepIntGroups = true;
+    // The CPU kernels run latent experts in the latent space; the CUDA ones
+    // read the materialized product.
+    packing.latentExperts = true;
   }
   cpu::WeightPacker packer(checkpoint, packing);
   std::vector<cpu::PackedLayer> packed;
@@ -321,6 +347,10 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
       return failure();
     packed.push_back(*layer);
   }
+  if (transformReport &&
+      failed(writeTransformReport(*transformReport, packer, path("report.json"),
+                                  module.getLoc())))
+    return failure();
   FailureOr<std::string> hash = failure();
   if (checkpoint) {
     hash = packer.write(path("weights.safetensors"), module.getLoc());
@@ -347,9 +377,23 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
   if (failed(hash))
     return failure();
 
-  // The final moe IR, for inspection.
+  // The final moe IR, for inspection and for moe-run --check. Data the passes
+  // derived (GPTQ's calibration rows under pass-data/) is referenced by
+  // absolute path; name it where it will be once this folder is renamed.
   std::string ir;
-  llvm::raw_string_ostream(ir) << module;
+  {
+    OwningOpRef<ModuleOp> printed = module.clone();
+    SmallString<256> from(folder), to(finalFolder);
+    llvm::sys::fs::make_absolute(from);
+    llvm::sys::fs::make_absolute(to);
+    std::string prefix = (from + "/").str();
+    printed->walk([&](WeightOp weight) {
+      std::optional<llvm::StringRef> file = weight.getFile();
+      if (file && file->starts_with(prefix))
+        weight.setFile((to + "/" + file->drop_front(prefix.size())).str());
+    });
+    llvm::raw_string_ostream(ir) << *printed;
+  }
   if (failed(writeFile(path("final.mlir"), ir)))
     return module.emitError() << "cannot write " << path("final.mlir");
 
@@ -528,7 +572,8 @@ int main(int argc, char **argv) {
                 ec.message());
   auto cleanUp = [&] { llvm::sys::fs::remove_directories(temporary); };
 
-  if (failed(compileInto(*module, temporary, checkpoint.get(), target))) {
+  if (failed(
+          compileInto(*module, temporary, output, checkpoint.get(), target))) {
     cleanUp();
     return 1;
   }

@@ -5,8 +5,10 @@
 //   x * scales (a constant global) into the workspace, read as x from then on
 //   1. route      (parallel over tokens): logits, scores, selection ->
 //   topk_ids/weights
+//   1b. latent stage (latent experts only; parallel over basis panel x group):
+//   z = x B^T for every token and group, B the stacked bases (PackedLatent)
 //   2. dispatch   (sequential, O(T k)): per-expert counts, offsets, rows copied
-//   in expert order
+//   in expert order (latent experts: the expert's group's z columns)
 //   3. first projection (parallel over expert x column panel): x W1 with bias,
 //   row scale
 //      and activation in the micro-kernel's epilogue -> h
@@ -90,33 +92,74 @@ SmallVector<Value> accumulateRows(IR &ir, Value a, Value r0, Value k, Value bv,
   return next;
 }
 
-/// The tile's accumulators over k in [0, K) of integer levels: per group of
-/// k rows the scale and zero point are loaded once, and every level is
-/// dequantized (a convert, a subtract and a multiply per P columns) right
-/// before it is used, so weights stay 1 or 0.5 bytes in memory.
+/// As accumulateRows for a gated panel whose halves read different columns of
+/// `a`: the gate half (the first P/2 columns) a[r0 + i, k], the up half
+/// a[r0 + i, k + upColumn] (latent experts whose gate and up have separate
+/// bases, so z holds gate's latent columns, then up's).
+SmallVector<Value> accumulateSplitRows(IR &ir, Value a, Value r0, Value k,
+                                       int64_t upColumn, Value bv,
+                                       ValueRange acc, int64_t P) {
+  auto halves = ir.b.getDenseI64ArrayAttr(
+      llvm::to_vector(llvm::seq<int64_t>(0, P))); // concatenation
+  Value kUp = ir.add(k, ir.idx(upColumn));
+  SmallVector<Value> next;
+  for (int64_t i = 0; i < int64_t(acc.size()); ++i) {
+    Value row = ir.add(r0, ir.idx(i));
+    Value gate = ir.splat(ir.load(a, {row, k}), P / 2);
+    Value up = ir.splat(ir.load(a, {row, kUp}), P / 2);
+    Value av = vector::ShuffleOp::create(ir.b, gate, up, halves);
+    next.push_back(vector::FMAOp::create(ir.b, av, bv, acc[i]));
+  }
+  return next;
+}
+
+/// The tile's accumulators over k in [0, K) of integer levels, weights
+/// staying 1 or 0.5 bytes in memory. Per group of k rows the scale and zero
+/// point are loaded once. When the IR's dequantized weight is f32 (the exact
+/// grid values), the scale is applied once per group: sum_k a_k (q_k - z) s =
+/// s (sum_k a_k q_k) - s z (sum_k a_k), so a level costs one convert and the
+/// FMAs, like a bf16 weight. When the IR says bf16, every level is
+/// dequantized and rounded to bf16 as moe.dequantize does, then used.
 SmallVector<Value> quantizedRows(IR &ir, Value a, Value w, Value e, Value p,
                                  int64_t K, int64_t P, Value r0,
                                  ValueRange init, const QuantizedPanel &q) {
   auto f32s = VectorType::get({P}, ir.f32());
   auto bytes = VectorType::get({P}, ir.b.getIntegerType(8));
   Value zero = ir.idx(0);
-  bool nibbles = q.bits == 4;
+  bool nibbles = q.bits == 4, perGroup = !q.roundToBF16, zeros = bool(q.zeros);
+  int64_t rows = init.size();
   // (Every helper takes the loop body's builder: each body has its own.)
-  auto dequantize = [&](IR &ir, Value levels, bool isUnsigned, Value scale,
-                        Value zero) -> Value {
-    Value f = isUnsigned ? Value(arith::UIToFPOp::create(ir.b, f32s, levels))
-                         : Value(arith::SIToFPOp::create(ir.b, f32s, levels));
-    // (level - zero) is exact in f32, so one rounding of the product, as
-    // moe.dequantize computes it.
-    Value w = ir.mul(zero ? ir.sub(f, zero) : f, scale);
-    if (!q.roundToBF16)
-      return w;
+  auto levelsToF32 = [&](IR &ir, Value levels, bool isUnsigned) -> Value {
+    return isUnsigned ? Value(arith::UIToFPOp::create(ir.b, f32s, levels))
+                      : Value(arith::SIToFPOp::create(ir.b, f32s, levels));
+  };
+  auto roundedWeight = [&](IR &ir, Value f, Value scale,
+                           Value zeroPoint) -> Value {
+    // (level - zero) is exact in f32: one rounding of the product, then bf16.
+    Value w = ir.mul(zeroPoint ? ir.sub(f, zeroPoint) : f, scale);
     auto bf16s = VectorType::get({P}, ir.b.getBF16Type());
     return arith::ExtFOp::create(
         ir.b, f32s, arith::TruncFOp::create(ir.b, bf16s, w).getResult());
   };
-  // Groups [g0, g0 + count) of k rows, each `rows` long.
-  auto groups = [&](int64_t g0, int64_t count, int64_t rows,
+  // One k row of levels `f` (as f32) into the carried state: per-element mode
+  // carries the accumulators; per-group mode the group's sums of a * q (and
+  // of a, for the zero point: state[rows + i]).
+  auto step = [&](IR &ir, Value k, Value f, Value scale, Value zeroPoint,
+                  ValueRange state) -> SmallVector<Value> {
+    if (!perGroup)
+      return accumulateRows(ir, a, r0, k,
+                            roundedWeight(ir, f, scale, zeroPoint), state, P);
+    SmallVector<Value> next(state.begin(), state.end());
+    for (int64_t i = 0; i < rows; ++i) {
+      Value av = ir.load(a, {ir.add(r0, ir.idx(i)), k});
+      next[i] = vector::FMAOp::create(ir.b, ir.splat(av, P), f, state[i]);
+      if (zeros)
+        next[rows + i] = ir.add(state[rows + i], av);
+    }
+    return next;
+  };
+  // Groups [g0, g0 + count) of k rows, each `length` long.
+  auto groups = [&](int64_t g0, int64_t count, int64_t length,
                     ValueRange acc) -> SmallVector<Value> {
     ValueRange result = ir.forLoop(
         ir.idx(g0), ir.idx(g0 + count), ir.idx(1), acc,
@@ -124,20 +167,25 @@ SmallVector<Value> quantizedRows(IR &ir, Value a, Value w, Value e, Value p,
           Value scale = vector::LoadOp::create(ir.b, f32s, q.scales,
                                                ValueRange{e, p, g, zero});
           Value zeroPoint =
-              q.zeros ? Value(vector::LoadOp::create(ir.b, f32s, q.zeros,
-                                                     ValueRange{e, p, g, zero}))
-                      : Value();
+              zeros ? Value(vector::LoadOp::create(ir.b, f32s, q.zeros,
+                                                   ValueRange{e, p, g, zero}))
+                    : Value();
+          SmallVector<Value> state(acc.begin(), acc.end());
+          if (perGroup) {
+            state.assign(rows, ir.vf(0.0, P));
+            if (zeros)
+              state.append(rows, ir.f(0.0));
+          }
           Value k0 = ir.mul(g, ir.idx(q.groupSize));
           ValueRange inner = ir.forLoop(
-              ir.idx(0), ir.idx(rows), ir.idx(nibbles ? 2 : 1), acc,
-              [&](IR &ir, Value dk, ValueRange acc) {
+              ir.idx(0), ir.idx(length), ir.idx(nibbles ? 2 : 1), state,
+              [&](IR &ir, Value dk, ValueRange state) {
                 Value k = ir.add(k0, dk);
                 if (!nibbles) {
                   Value levels = vector::LoadOp::create(
                       ir.b, bytes, w, ValueRange{e, p, k, zero});
-                  return accumulateRows(
-                      ir, a, r0, k,
-                      dequantize(ir, levels, false, scale, zeroPoint), acc, P);
+                  return step(ir, k, levelsToF32(ir, levels, false), scale,
+                              zeroPoint, state);
                 }
                 // One byte holds rows k (low nibble) and k + 1 (high).
                 Value pair = vector::LoadOp::create(
@@ -149,14 +197,27 @@ SmallVector<Value> quantizedRows(IR &ir, Value a, Value w, Value e, Value p,
                 };
                 Value low = arith::AndIOp::create(ir.b, pair, splatByte(15));
                 Value high = arith::ShRUIOp::create(ir.b, pair, splatByte(4));
-                SmallVector<Value> next = accumulateRows(
-                    ir, a, r0, k, dequantize(ir, low, true, scale, zeroPoint),
-                    acc, P);
-                return accumulateRows(
-                    ir, a, r0, ir.add(k, ir.idx(1)),
-                    dequantize(ir, high, true, scale, zeroPoint), next, P);
+                SmallVector<Value> next = step(
+                    ir, k, levelsToF32(ir, low, true), scale, zeroPoint, state);
+                return step(ir, ir.add(k, ir.idx(1)),
+                            levelsToF32(ir, high, true), scale, zeroPoint,
+                            next);
               });
-          return SmallVector<Value>(inner.begin(), inner.end());
+          if (!perGroup)
+            return SmallVector<Value>(inner.begin(), inner.end());
+          // acc += s * sum(a q) - (s z) * sum(a).
+          Value scaledZero = zeros ? ir.mul(zeroPoint, scale) : Value();
+          SmallVector<Value> next;
+          for (int64_t i = 0; i < rows; ++i) {
+            Value sum = vector::FMAOp::create(ir.b, inner[i], scale, acc[i]);
+            if (zeros)
+              sum = vector::FMAOp::create(
+                  ir.b,
+                  ir.splat(arith::NegFOp::create(ir.b, inner[rows + i]), P),
+                  scaledZero, sum);
+            next.push_back(sum);
+          }
+          return next;
         });
     return SmallVector<Value>(result.begin(), result.end());
   };
@@ -172,11 +233,14 @@ SmallVector<Value> quantizedRows(IR &ir, Value a, Value w, Value e, Value p,
 /// Rows [begin, end) of `a` (memref<? x K x f32>) times panel `p` of expert `e`
 /// of the packed `w` (memref<E x panels x K x P x bf16|f32>, or integer levels
 /// with `quant`): each row's P accumulated columns go to `epilogue(row,
-/// vector<P x f32>)`. Register tiles of `tile` rows, then single rows.
+/// vector<P x f32>)`. Register tiles of `tile` rows, then single rows. A
+/// nonzero `upColumn` makes the up half of a gated panel read `a` from column
+/// k + upColumn (accumulateSplitRows).
 void panelMatmul(IR &ir, Value a, Value w, Value e, Value p, int64_t K,
                  int64_t P, int64_t tile, Value begin, Value end,
                  function_ref<void(IR &, Value, Value)> epilogue,
-                 const std::optional<QuantizedPanel> &quant = std::nullopt) {
+                 const std::optional<QuantizedPanel> &quant = std::nullopt,
+                 int64_t upColumn = 0, Value kBound = Value()) {
   auto wType = cast<MemRefType>(w.getType());
   auto loadType = VectorType::get({P}, wType.getElementType());
   auto accType = VectorType::get({P}, ir.f32());
@@ -189,12 +253,15 @@ void panelMatmul(IR &ir, Value a, Value w, Value e, Value p, int64_t K,
         acc = quantizedRows(ir, a, w, e, p, K, P, r0, init, *quant);
       } else {
         ValueRange sums =
-            ir.forLoop(ir.idx(0), ir.idx(K), ir.idx(1), init,
+            ir.forLoop(ir.idx(0), kBound ? kBound : ir.idx(K), ir.idx(1), init,
                        [&](IR &ir, Value k, ValueRange acc) {
                          Value bv = vector::LoadOp::create(
                              ir.b, loadType, w, ValueRange{e, p, k, zero});
                          if (loadType != accType)
                            bv = arith::ExtFOp::create(ir.b, accType, bv);
+                         if (upColumn)
+                           return accumulateSplitRows(ir, a, r0, k, upColumn,
+                                                      bv, acc, P);
                          return accumulateRows(ir, a, r0, k, bv, acc, P);
                        });
         acc.assign(sums.begin(), sums.end());
@@ -217,6 +284,9 @@ void panelMatmul(IR &ir, Value a, Value w, Value e, Value p, int64_t K,
 struct FfnViews {
   Value w1, b1, w2, b2;
   std::optional<QuantizedPanel> q1, q2;
+  /// memref<E x i64>: each expert's width (LayerPlan::expertWidths); null when
+  /// every expert has the full width.
+  Value widths;
 };
 
 std::optional<QuantizedPanel>
@@ -247,6 +317,12 @@ FfnViews viewFfn(ImplicitLocOpBuilder &b, Value weights, const PackedFfn &f) {
   return v;
 }
 
+/// Expert `e`'s width (FfnViews::widths) as an index.
+Value expertWidth(IR &ir, const FfnViews &v, Value e) {
+  return arith::IndexCastOp::create(ir.b, ir.b.getIndexType(),
+                                    ir.load(v.widths, {e}));
+}
+
 /// Both projections of a feed-forward over the rows [offsets[e], offsets[e+1])
 /// of `a` (memref<? x H x f32>) for every expert e: h (memref<? x Kpad x f32>)
 /// then y (memref<? x Hpad x f32>). `rowScales` (memref<? x f32>) scales each
@@ -260,8 +336,18 @@ void emitFfn(IR &ir, const PackedFfn &f, const FfnViews &v, Value a,
     Value p = ivs[0], e = ivs[1];
     Value begin = ir.load(offsets, {e}),
           end = ir.load(offsets, {ir.add(e, ir.idx(1))});
+    // A panel wholly past its expert's width computes nothing (no rows); the
+    // second projection never reads its columns of h.
+    if (v.widths) {
+      Value firstColumn = ir.mul(p, ir.idx(f.gated ? P / 2 : P));
+      Value needed = arith::CmpIOp::create(ir.b, arith::CmpIPredicate::ult,
+                                           firstColumn, expertWidth(ir, v, e));
+      end = arith::SelectOp::create(ir.b, needed, end, begin);
+    }
+    // Latent experts: `a` holds z rows and w1 the factors, K = rank.
     panelMatmul(
-        ir, a, v.w1, e, p, f.hidden, P, shape.rowTile, begin, end,
+        ir, a, v.w1, e, p, f.latent ? f.latent->rank : f.hidden, P,
+        shape.rowTile, begin, end,
         [&](IR &ir, Value row, Value acc) {
           if (rowScales)
             acc = ir.mul(acc, ir.splat(ir.load(rowScales, {row}), P));
@@ -284,13 +370,16 @@ void emitFfn(IR &ir, const PackedFfn &f, const FfnViews &v, Value a,
           vector::StoreOp::create(ir.b, out, h,
                                   ValueRange{row, ir.mul(p, ir.idx(columns))});
         },
-        v.q1);
+        v.q1, f.latent ? f.latent->upColumn : 0);
   });
   ir.parallel({ir.idx(f.panels2), ir.idx(f.numExperts)}, [&](IR &ir,
                                                              ValueRange ivs) {
     Value p = ivs[0], e = ivs[1];
     Value begin = ir.load(offsets, {e}),
           end = ir.load(offsets, {ir.add(e, ir.idx(1))});
+    // h is read up to the expert's width only: its later columns were not
+    // computed (skipped panels) or belong to removed channels.
+    Value kBound = v.widths ? expertWidth(ir, v, e) : Value();
     panelMatmul(
         ir, h, v.w2, e, p, f.widthPadded, P, shape.rowTile, begin, end,
         [&](IR &ir, Value row, Value acc) {
@@ -301,7 +390,7 @@ void emitFfn(IR &ir, const PackedFfn &f, const FfnViews &v, Value a,
           vector::StoreOp::create(ir.b, acc, y,
                                   ValueRange{row, ir.mul(p, ir.idx(P))});
         },
-        v.q2);
+        v.q2, /*upColumn=*/0, kBound);
   });
 }
 
@@ -353,6 +442,7 @@ struct ScratchLayout {
     SharedH,
     SharedY,
     ScaledInput,
+    Latent,
     Count
   };
   struct Entry {
@@ -363,7 +453,11 @@ struct ScratchLayout {
 
   ScratchLayout(const LayerPlan &plan, const PackedLayer &packed) {
     entries[Rank] = {true, 1}; // index (8 bytes), like every entry's element
-    entries[Permuted] = {true, plan.hidden};
+    // Latent experts dispatch z rows (their group's) instead of x rows.
+    const std::optional<PackedLatent> &latent = packed.experts.latent;
+    entries[Permuted] = {true, latent ? latent->widthPadded : plan.hidden};
+    if (latent)
+      entries[Latent] = {false, latent->groups * latent->widthPadded};
     entries[H] = {true, packed.experts.widthPadded};
     entries[Y] = {true, packed.experts.hiddenPadded};
     if (plan.weightsScaleInput)
@@ -413,6 +507,13 @@ struct ScratchLayout {
 LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
                                      const PackedLayer &packed,
                                      const KernelShape &shape) {
+  // The second projection's K loop stops at each expert's width, which the
+  // group-wise integer path (whole groups of k rows) cannot do yet.
+  if (!plan.expertWidths.empty() && packed.experts.q2)
+    return func::FuncOp(plan.function).emitOpError()
+           << "has experts of different widths (expert_widths) and integer "
+              "down projections; the CPU code generator bounds the down "
+              "projection by each expert's width for float weights only";
   MLIRContext *ctx = module.getContext();
   ctx->loadDialect<arith::ArithDialect, func::FuncDialect, LLVM::LLVMDialect,
                    math::MathDialect, memref::MemRefDialect, scf::SCFDialect,
@@ -523,6 +624,30 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
                {t}); // [1, H]
   });
 
+  // 1b. Latent experts: z = x [B_first; B_second]^T for every token and every
+  // group of experts, one dense matmul over the stacked bases. Computing only
+  // the groups a token's experts use would skip at most (groups - 1) / groups
+  // of this stage, and MoLE uses few groups (usually one), so every group is
+  // computed for every token.
+  const std::optional<PackedLatent> &latent = packed.experts.latent;
+  Value z;
+  if (latent) {
+    int64_t Z = latent->widthPadded, P = shape.panelWidth;
+    z = carve(ScratchLayout::Latent, {dyn, latent->groups * Z}, f32);
+    Value basis = viewTensor(b, weights, *latent->basis);
+    ir.parallel(
+        {ir.idx(latent->panels), ir.idx(latent->groups)},
+        [&](IR &ir, ValueRange ivs) {
+          Value p = ivs[0], g = ivs[1];
+          Value column = ir.add(ir.mul(g, ir.idx(Z)), ir.mul(p, ir.idx(P)));
+          panelMatmul(
+              ir, x, basis, g, p, H, P, shape.rowTile, ir.idx(0), T,
+              [&](IR &ir, Value row, Value acc) {
+                vector::StoreOp::create(ir.b, acc, z, ValueRange{row, column});
+              });
+        });
+  }
+
   // 2. Dispatch: count per expert (up to the capacity), offsets, then place the
   // rows.
   Value counts =
@@ -563,12 +688,17 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
     ir.store(next, offsets, {ir.add(e, ir.idx(1))});
   });
   // N = T * k rows at most; rows past offsets[E] stay unused.
-  Value permuted = carve(ScratchLayout::Permuted, {dyn, H}, f32);
+  // Latent experts place the z columns of the slot's expert's group instead.
+  Value source = latent ? z : x;
+  int64_t rowWidth = latent ? latent->widthPadded : H;
+  Value permuted = carve(ScratchLayout::Permuted, {dyn, rowWidth}, f32);
   Value rowScales = plan.weightsScaleInput
                         ? carve(ScratchLayout::RowScales, {dyn}, f32)
                         : Value();
   int64_t V = vectorLength(H);
   auto vt = VectorType::get({V}, f32);
+  int64_t rowV = vectorLength(rowWidth);
+  auto rowVt = VectorType::get({rowV}, f32);
   ir.parallel({slots}, [&](IR &ir, ValueRange ivs) {
     Value s = ivs[0];
     Value r = ir.load(rank, {s});
@@ -577,10 +707,17 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
       Value row = ir.add(ir.load(offsets, {e}), r);
       ir.store(row, rank, {s}); // from now on: the slot's row
       Value t = arith::DivUIOp::create(ir.b, s, ir.idx(k));
+      Value groupColumn =
+          latent ? ir.mul(arith::DivUIOp::create(
+                              ir.b, e, ir.idx(latent->expertsPerGroup)),
+                          ir.idx(rowWidth))
+                 : Value();
       ir.forLoop(
-          ir.idx(0), ir.idx(H), ir.idx(V), {},
+          ir.idx(0), ir.idx(rowWidth), ir.idx(rowV), {},
           [&](IR &ir, Value h, ValueRange) {
-            Value v = vector::LoadOp::create(ir.b, vt, x, ValueRange{t, h});
+            Value column = groupColumn ? ir.add(groupColumn, h) : h;
+            Value v = vector::LoadOp::create(ir.b, rowVt, source,
+                                             ValueRange{t, column});
             vector::StoreOp::create(ir.b, v, permuted, ValueRange{row, h});
             return SmallVector<Value>();
           });
@@ -593,8 +730,26 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
   const PackedFfn &experts = packed.experts;
   Value h = carve(ScratchLayout::H, {dyn, experts.widthPadded}, f32);
   Value y = carve(ScratchLayout::Y, {dyn, experts.hiddenPadded}, f32);
-  emitFfn(ir, experts, viewFfn(b, weights, experts), permuted, offsets,
-          rowScales, h, y, shape);
+  FfnViews expertViews = viewFfn(b, weights, experts);
+  if (!plan.expertWidths.empty()) {
+    // Experts of different widths (micro-expert pruning): a constant table
+    // the projections bound their work by.
+    int64_t E = plan.expertWidths.size();
+    std::string name =
+        "moe_layer_" + std::to_string(plan.layerIndex) + "_expert_widths";
+    auto widthsType = MemRefType::get({E}, i64);
+    {
+      OpBuilder::InsertionGuard guard(b);
+      b.setInsertionPointToStart(module.getBody());
+      memref::GlobalOp::create(
+          b, name, b.getStringAttr("private"), widthsType,
+          DenseElementsAttr::get(RankedTensorType::get({E}, i64),
+                                 ArrayRef<int64_t>(plan.expertWidths)),
+          /*constant=*/true, b.getI64IntegerAttr(64));
+    }
+    expertViews.widths = memref::GetGlobalOp::create(b, widthsType, name);
+  }
+  emitFfn(ir, experts, expertViews, permuted, offsets, rowScales, h, y, shape);
 
   // 5. The shared expert: one group holding every token.
   Value sharedOut;

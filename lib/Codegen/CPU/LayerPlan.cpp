@@ -15,6 +15,80 @@ static FfnPlan ffnPlan(FfnAttr ffn, Value gate, Value up, Value down,
   return FfnPlan::get(ffn, gate, up, down, gateBias, upBias, downBias, stacked);
 }
 
+/// The latent form of the experts' first projection, when every gate and up
+/// row is an f32 moe.latent_product of moe.factorize results with one rank and
+/// one number of bases: then x B^T followed by A_e is the IR's function up to
+/// f32 rounding (a bf16 product would round each weight, which the latent form
+/// cannot). Anything else is computed from the materialized product.
+static std::optional<LatentPlan> latentPlan(const FfnPlan &experts) {
+  LatentPlan latent;
+  // The factorization whose product `value` is, added to `latent` once.
+  auto factorization = [&](Value value) -> std::optional<int64_t> {
+    auto product = value.getDefiningOp<LatentProductOp>();
+    if (!product || !product.getResult().getType().getElementType().isF32())
+      return std::nullopt;
+    auto factorize = product.getFactors().getDefiningOp<FactorizeOp>();
+    if (!factorize || product.getBasis() != factorize.getBasis() ||
+        product.getFactors() != factorize.getFactors())
+      return std::nullopt;
+    for (auto [i, factors] : llvm::enumerate(latent.factors))
+      if (factors == factorize.getFactors())
+        return int64_t(i);
+    RankedTensorType basis = factorize.getBasis().getType();
+    if (latent.factors.empty()) {
+      latent.rank = factorize.getRank();
+      latent.groups = basis.getDimSize(0);
+    } else if (latent.rank != int64_t(factorize.getRank()) ||
+               latent.groups != basis.getDimSize(0) ||
+               basis.getElementType() !=
+                   cast<RankedTensorType>(latent.bases[0].getType())
+                       .getElementType() ||
+               factorize.getFactors().getType().getElementType() !=
+                   cast<RankedTensorType>(latent.factors[0].getType())
+                       .getElementType()) {
+      return std::nullopt;
+    }
+    latent.factors.push_back(factorize.getFactors());
+    latent.bases.push_back(factorize.getBasis());
+    return int64_t(latent.factors.size()) - 1;
+  };
+  GluLayout glu = experts.ffn.getGlu();
+  int64_t width = experts.width;
+  if (glu == GluLayout::Separate || glu == GluLayout::None) {
+    if (experts.gate) {
+      std::optional<int64_t> gate = factorization(experts.gate);
+      if (!gate)
+        return std::nullopt;
+      latent.gate = LatentPlan::Source{*gate, 0};
+    }
+    std::optional<int64_t> up = factorization(experts.up);
+    if (!up)
+      return std::nullopt;
+    latent.up = {*up, 0};
+    return latent;
+  }
+  if (glu != GluLayout::Halves)
+    return std::nullopt;
+  // Gate and up fused into up: one factorization of the fused weight (fused
+  // before factorizing), or the concatenation of gate's and up's products
+  // (factorized, then fused).
+  if (std::optional<int64_t> both = factorization(experts.up)) {
+    latent.gate = LatentPlan::Source{*both, 0};
+    latent.up = {*both, width};
+    return latent;
+  }
+  auto concat = experts.up.getDefiningOp<tensor::ConcatOp>();
+  if (!concat || concat.getDim() != 1 || concat.getInputs().size() != 2)
+    return std::nullopt;
+  std::optional<int64_t> gate = factorization(concat.getInputs()[0]);
+  std::optional<int64_t> up = factorization(concat.getInputs()[1]);
+  if (!gate || !up)
+    return std::nullopt;
+  latent.gate = LatentPlan::Source{*gate, 0};
+  latent.up = {*up, 0};
+  return latent;
+}
+
 FailureOr<LayerPlan> cpu::buildLayerPlan(func::FuncOp function) {
   LayerPlan plan;
   plan.function = function;
@@ -141,7 +215,11 @@ FailureOr<LayerPlan> cpu::buildLayerPlan(func::FuncOp function) {
       ffnPlan(experts.getFfn(), experts.getGateProj(), experts.getUpProj(),
               experts.getDownProj(), experts.getGateBias(), experts.getUpBias(),
               experts.getDownBias(), /*stacked=*/true);
+  plan.latent = latentPlan(plan.experts);
   plan.weightsScaleInput = bool(experts.getRowScales());
+  if (DenseI64ArrayAttr widths = experts.getExpertWidthsAttr())
+    plan.expertWidths.assign(widths.asArrayRef().begin(),
+                             widths.asArrayRef().end());
   if (shared) {
     plan.shared =
         ffnPlan(shared.getFfn(), shared.getGateProj(), shared.getUpProj(),

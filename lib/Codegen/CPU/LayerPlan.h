@@ -24,6 +24,29 @@ namespace mlir::moe::cpu {
 /// 2-D).
 using FfnPlan = reference::FfnValues;
 
+/// The routed experts' first projection as MoLE latent factors
+/// (moe-latent-factorize): every gate and up row of expert e is a row of some
+/// A_e [N, R] times its group's basis B_g [R, H], g = e / (E / groups). Code
+/// generation computes the latent input z = x [B_first; B_second]^T once per
+/// token and group (the bases of all factorizations stacked), then small
+/// per-expert matmuls with K = R from the group's z, instead of the product.
+struct LatentPlan {
+  int64_t rank = 0;   // R, the same for every factorization
+  int64_t groups = 0; // bases per factorization
+  /// The factorizations' A [E, N, R] and B [groups, R, H], in the order their
+  /// bases are stacked in z: one (gate and up factorized together, or no
+  /// gate) or two (gate's, then up's).
+  SmallVector<Value, 2> factors, bases;
+  /// Which factorization a half of the first projection reads, and the row
+  /// of its A where the half's row 0 is.
+  struct Source {
+    int64_t factorization = 0;
+    int64_t firstRow = 0;
+  };
+  std::optional<Source> gate; // none when ungated
+  Source up;
+};
+
 struct LayerPlan {
   func::FuncOp function;
   int64_t layerIndex = 0;
@@ -34,6 +57,9 @@ struct LayerPlan {
   Value routerWeight, routerBias, correctionBias;
   std::optional<double> capacityFactor;
   FfnPlan experts;
+  /// Set when the experts' gate and up are all latent products the latent
+  /// form computes exactly (f32 products of plain moe.factorize results).
+  std::optional<LatentPlan> latent;
   std::optional<FfnPlan> shared;
   Value sharedSigmoidGate;
   bool weightsScaleInput = false;
@@ -41,6 +67,10 @@ struct LayerPlan {
   /// input side of moe-smooth-experts' fold), [H]; empty when every stage
   /// reads the input as given. Code generation embeds them in the code.
   SmallVector<float> inputScales;
+  /// The routed experts' widths (moe.experts' expert_widths): expert e's
+  /// first expertWidths[e] intermediate channels are computed, the rest
+  /// skipped. Empty when every expert has the full width.
+  SmallVector<int64_t> expertWidths;
 };
 
 /// Reads the plan of a decomposed layer function; emits an error at the

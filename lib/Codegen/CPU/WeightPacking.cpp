@@ -204,8 +204,96 @@ PackedQuantization WeightPacker::planQuantized(
   return q;
 }
 
+PackedLatent WeightPacker::planLatent(const std::string &prefix,
+                                      const LatentPlan &latent,
+                                      const FfnPlan &ffn, int64_t hidden,
+                                      int64_t panels1,
+                                      const PackedTensor *&factors) {
+  int64_t P = options.panelWidth, R = latent.rank, groups = latent.groups;
+  int64_t E = ffn.numExperts, width = ffn.width;
+  int64_t parts = int64_t(latent.factors.size());
+  PackedLatent packed;
+  packed.rank = R;
+  packed.groups = groups;
+  packed.expertsPerGroup = E / groups;
+  packed.panels = llvm::divideCeil(parts * R, P);
+  packed.widthPadded = packed.panels * P;
+  packed.upColumn = latent.up.factorization * R;
+  int64_t panels = packed.panels;
+  LatentPlan plan = latent;
+  // One materializer per factorization: each keeps its own group's SVD, so
+  // reading gate's and up's factors in turn computes each group's once.
+  auto materializers = [this, parts] {
+    std::vector<reference::WeightMaterializer> sources;
+    for (int64_t i = 0; i < parts; ++i)
+      sources.emplace_back(*checkpoint);
+    return sources;
+  };
+  // Column n of group g's z: row n % R of factorization n / R's basis.
+  moe_dtype basisType = packedType(latent.bases[0]);
+  packed.basis = declare(
+      prefix + "latent_basis", basisType, {groups, panels, hidden, P},
+      [=](const Emit &emit) {
+        std::vector<reference::WeightMaterializer> sources = materializers();
+        for (int64_t g = 0; g < groups; ++g) {
+          SmallVector<RefTensor, 2> bases;
+          for (int64_t i = 0; i < parts; ++i) {
+            FailureOr<RefTensor> basis = sources[i].get(plan.bases[i], g);
+            if (failed(basis))
+              return failure();
+            bases.push_back(std::move(*basis));
+          }
+          std::vector<uint8_t> bytes;
+          for (int64_t p = 0; p < panels; ++p)
+            for (int64_t k = 0; k < hidden; ++k)
+              for (int64_t c = 0; c < P; ++c) {
+                int64_t n = p * P + c;
+                append(bytes, basisType,
+                       n < parts * R ? bases[n / R].row(n % R)[k] : 0.0);
+              }
+          emit(bytes);
+        }
+        return success();
+      });
+  // Column c of panel p of the first projection: gate row j (c < P/2) or up
+  // row j, as planFfn lays the product out; its K rows are that row of A.
+  bool gated = bool(latent.gate);
+  moe_dtype factorsType = packedType(latent.factors[0]);
+  factors = declare(
+      prefix + "w1", factorsType, {E, panels1, R, P}, [=](const Emit &emit) {
+        std::vector<reference::WeightMaterializer> sources = materializers();
+        for (int64_t e = 0; e < E; ++e) {
+          SmallVector<RefTensor, 2> a;
+          for (int64_t i = 0; i < parts; ++i) {
+            FailureOr<RefTensor> factor = sources[i].get(plan.factors[i], e);
+            if (failed(factor))
+              return failure();
+            a.push_back(std::move(*factor));
+          }
+          std::vector<uint8_t> bytes;
+          for (int64_t p = 0; p < panels1; ++p)
+            for (int64_t k = 0; k < R; ++k)
+              for (int64_t c = 0; c < P; ++c) {
+                bool isGate = gated && c < P / 2;
+                int64_t j =
+                    gated ? p * (P / 2) + (isGate ? c : c - P / 2) : p * P + c;
+                const LatentPlan::Source &source =
+                    isGate ? *plan.gate : plan.up;
+                append(bytes, factorsType,
+                       j < width
+                           ? a[source.factorization].row(source.firstRow + j)[k]
+                           : 0.0);
+              }
+          emit(bytes);
+        }
+        return success();
+      });
+  return packed;
+}
+
 FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
-                                           const FfnPlan &ffn, int64_t hidden) {
+                                           const FfnPlan &ffn, int64_t hidden,
+                                           const LatentPlan *latent) {
   PackedFfn packed;
   packed.numExperts = ffn.numExperts;
   packed.hidden = hidden;
@@ -255,7 +343,10 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
       int1 = {};
     int2 = reference::WeightMaterializer::getIntGroupEncoding(ffn.down);
   }
-  if (int1 && hiddenRows % int1.getGroupSize() == 0 && hiddenRows % 2 == 0)
+  if (latent)
+    packed.latent =
+        planLatent(prefix, *latent, ffn, hidden, panels1, packed.w1);
+  else if (int1 && hiddenRows % int1.getGroupSize() == 0 && hiddenRows % 2 == 0)
     packed.q1 = planQuantized(
         prefix + "w1", int1, E, panels1, hiddenRows, P,
         [=](const reference::ExpertIntGroups &m, int64_t p, int64_t c,
@@ -375,7 +466,8 @@ FailureOr<PackedLayer> WeightPacker::planLayer(const LayerPlan &plan) {
   if (plan.sharedSigmoidGate)
     packed.sigmoidGate = whole(plan.sharedSigmoidGate, "shared_gate");
   FailureOr<PackedFfn> experts =
-      planFfn(prefix + "experts.", plan.experts, plan.hidden);
+      planFfn(prefix + "experts.", plan.experts, plan.hidden,
+              options.latentExperts && plan.latent ? &*plan.latent : nullptr);
   if (failed(experts))
     return failure();
   packed.experts = *experts;

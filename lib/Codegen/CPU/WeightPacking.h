@@ -51,6 +51,21 @@ struct PackedQuantization {
   const PackedTensor *scales = nullptr, *zeros = nullptr;
 };
 
+/// The latent form of a first projection (LatentPlan): the stacked bases
+/// packed like one unguarded projection per group, basis [groups][panels][H][P]
+/// (output column c of a group is row c of [B_first; B_second]), so z rows are
+/// [groups][panels * P] per token; w1 then holds the factors A with K = rank.
+struct PackedLatent {
+  const PackedTensor *basis = nullptr;
+  int64_t rank = 0, groups = 0;
+  int64_t expertsPerGroup = 1;
+  int64_t panels = 0;      // of the basis projection
+  int64_t widthPadded = 0; // z columns per group: panels * P
+  /// The z column (within the group) where the up half of a gated panel
+  /// reads k = 0; the gate half reads from 0 (both 0 with one factorization).
+  int64_t upColumn = 0;
+};
+
 /// A feed-forward's packed weights: w1 [E][panels1][Hrows][P], w2
 /// [E][panels2][Kpad][P] (rows halved for 4-bit levels).
 struct PackedFfn {
@@ -65,6 +80,9 @@ struct PackedFfn {
   const PackedTensor *w1 = nullptr, *w2 = nullptr, *b1 = nullptr, *b2 = nullptr;
   /// Set when w1 / w2 hold integer levels.
   std::optional<PackedQuantization> q1, q2;
+  /// Set when the first projection runs in the latent space: w1 is
+  /// [E][panels1][rank][P] and reads the dispatched z rows, not x.
+  std::optional<PackedLatent> latent;
 };
 
 struct PackedLayer {
@@ -93,6 +111,9 @@ struct PackingOptions {
   /// keep their integer levels (PackedQuantization) instead of being
   /// dequantized here.
   bool keepIntGroups = false;
+  /// Latent experts (LayerPlan::latent) keep their factors and bases instead
+  /// of the product; the code must then compute in the latent space.
+  bool latentExperts = false;
 };
 
 class WeightPacker {
@@ -125,7 +146,13 @@ private:
   const PackedTensor *declare(std::string name, moe_dtype dtype,
                               std::vector<int64_t> shape, Producer producer);
   FailureOr<PackedFfn> planFfn(const std::string &prefix, const FfnPlan &ffn,
-                               int64_t hidden);
+                               int64_t hidden,
+                               const LatentPlan *latent = nullptr);
+  /// Declares the stacked bases of `latent` and the factors as w1 (columns as
+  /// `firstRow` maps them: gate row j of panel p, or up row j).
+  PackedLatent planLatent(const std::string &prefix, const LatentPlan &latent,
+                          const FfnPlan &ffn, int64_t hidden, int64_t panels1,
+                          const PackedTensor *&factors);
   /// Which integer rows feed column c of panel p (null for padding; `row` is
   /// set to the row within the returned values).
   using ColumnSource =

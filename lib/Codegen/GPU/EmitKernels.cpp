@@ -26,6 +26,7 @@
 #include "mlir/Dialect/Vector/IR/VectorOps.h"
 
 #include <array>
+#include <functional>
 
 using namespace mlir;
 using namespace mlir::moe;
@@ -652,6 +653,37 @@ struct GroupRows {
   Value e, begin, end; // index
 };
 
+/// Experts of different widths (LayerPlan::expertWidths): expert `e`'s width
+/// from a constant table, as an index, built with `ir` (where it is used).
+Value expertWidth(IR &ir, KernelContext &kc, Value e) {
+  ArrayRef<int64_t> widths = kc.plan.expertWidths;
+  auto type = VectorType::get({int64_t(widths.size())}, ir.b.getI64Type());
+  Value table =
+      arith::ConstantOp::create(ir.b, DenseElementsAttr::get(type, widths));
+  Value width =
+      vector::ExtractOp::create(ir.b, table, ArrayRef<OpFoldResult>{e});
+  return arith::IndexCastOp::create(ir.b, ir.b.getIndexType(), width);
+}
+
+/// How much of expert `e`'s intermediate h the projections of `p`'s
+/// feed-forward compute and read: its width rounded up to 64 (a multiple of
+/// every K tile and of the columns one panel writes), at least 64 and at most
+/// the stored width, so the second projection's K tiles only read computed
+/// columns; the first projection writes zeros past the width.
+Value computedWidth(IR &ir, KernelContext &kc, const Projection &p, Value e) {
+  Value rounded = ir.mul(
+      arith::CeilDivUIOp::create(ir.b, expertWidth(ir, kc, e), ir.idx(64)),
+      ir.idx(64));
+  return arith::MinUIOp::create(
+      ir.b, arith::MaxUIOp::create(ir.b, rounded, ir.idx(64)),
+      ir.idx(p.ffn->widthPadded));
+}
+
+/// Whether the routed experts' projections are bounded by expert widths.
+bool boundedByWidths(KernelContext &kc, const Projection &p) {
+  return !p.shared && !kc.plan.expertWidths.empty();
+}
+
 struct ProjectionViews {
   Value a;         // memref<? x K x bf16>: the input rows
   Value w;         // memref<G x panels x K x 64 x bf16>
@@ -659,6 +691,9 @@ struct ProjectionViews {
   Value out;       // h (bf16) or y (f32) rows
   Value rowScales; // memref<? x f32> or null
   int64_t K = 0, panels = 0;
+  /// First projections of experts of different widths: expert e's width
+  /// (h columns past it are stored as zeros).
+  std::function<Value(IR &, Value)> widthOf;
 };
 
 ProjectionViews viewProjection(KernelContext &kc, const Projection &p) {
@@ -674,6 +709,8 @@ ProjectionViews viewProjection(KernelContext &kc, const Projection &p) {
       kc.scratchView(p.output(), p.first ? bf16 : ir.f32(), p.outputColumns());
   if (p.first && !p.shared && kc.plan.weightsScaleInput)
     v.rowScales = kc.scratchView(DeviceScratch::RowScales, ir.f32());
+  if (p.first && boundedByWidths(kc, p))
+    v.widthOf = [&kc](IR &ir, Value e) { return expertWidth(ir, kc, e); };
   return v;
 }
 
@@ -712,8 +749,12 @@ void storeOutput(IR &ir, const Projection &p, const ProjectionViews &v, Value e,
       acc = ir.add(acc, biasAt(c));
     h = activate(ir, f.ffn, Value(), acc);
   }
+  Value column = ir.add(ir.mul(panel, ir.idx(columns)), c);
+  if (v.widthOf)
+    h = ir.select(ir.cmpi(arith::CmpIPredicate::ult, column, v.widthOf(ir, e)),
+                  h, ir.f(0.0));
   ir.store(arith::TruncFOp::create(ir.b, ir.b.getBF16Type(), h), v.out,
-           {row, ir.add(ir.mul(panel, ir.idx(columns)), c)});
+           {row, column});
 }
 
 /// The rows of the tile this block computes in a prefill matmul; `body` runs
@@ -744,7 +785,15 @@ void forTileOfBlock(KernelContext &kc, const Projection &p,
     Value begin = ir.toIndex(
         ir.add(ir.load(offsets, {e}), ir.mul(tileInExpert, ir.i32(kTileRows))));
     Value end = ir.toIndex(ir.load(offsets, {ir.add(e, ir.idx(1))}));
-    body(ir, GroupRows{e, ir.toIndex(ir.load(offsets, {e})), end}, begin);
+    GroupRows rows{e, ir.toIndex(ir.load(offsets, {e})), end};
+    if (!p.first || !boundedByWidths(kc, p))
+      return body(ir, rows, begin);
+    // A panel past the expert's computed width: the block returns at once.
+    int64_t columns = p.pairsGateUp() ? kPanel / 2 : kPanel;
+    Value firstColumn = ir.mul(kc.blockId(gpu::Dimension::y), ir.idx(columns));
+    ir.ifThen(ir.cmpi(arith::CmpIPredicate::ult, firstColumn,
+                      computedWidth(ir, kc, p, e)),
+              [&](IR &ir) { body(ir, rows, begin); });
   });
 }
 
@@ -760,7 +809,12 @@ void mmaTile(KernelContext &kc, const Projection &p, const ProjectionViews &v,
   Value warp = arith::DivUIOp::create(ir.b, tid, ir.idx(32));
   Value lane = arith::RemUIOp::create(ir.b, tid, ir.idx(32));
   Value lastRow = ir.sub(g.end, ir.idx(1));
-  int64_t KT = v.K / kTileK;
+  // The second projection of experts of different widths reads h only up to
+  // the expert's computed width.
+  Value KT = ir.idx(v.K / kTileK);
+  if (!p.first && boundedByWidths(kc, p))
+    KT = arith::DivUIOp::create(ir.b, computedWidth(ir, kc, p, g.e),
+                                ir.idx(kTileK));
   auto tokenType = nvgpu::DeviceAsyncTokenType::get(ctx);
 
   // One stage: A [64 rows][32 k] and B [32 k][64 n], 16-byte chunks, two of
@@ -804,13 +858,13 @@ void mmaTile(KernelContext &kc, const Projection &p, const ProjectionViews &v,
     return r;
   };
   ValueRange acc = ir.forLoop(
-      ir.idx(0), ir.idx(KT), ir.idx(1), init,
+      ir.idx(0), KT, ir.idx(1), init,
       [&](IR &ir, Value kt, ValueRange acc) {
         Value stage = arith::RemUIOp::create(ir.b, kt, ir.idx(2));
         Value next = ir.add(kt, ir.idx(1));
         // Start the next stage's copies before waiting for this one's.
         ir.ifElse(
-            ir.cmpi(arith::CmpIPredicate::ult, next, ir.idx(KT)), {},
+            ir.cmpi(arith::CmpIPredicate::ult, next, KT), {},
             [&](IR &ir) -> SmallVector<Value> {
               Value group = loadStage(
                   ir, arith::RemUIOp::create(ir.b, next, ir.idx(2)), next);
@@ -938,7 +992,10 @@ void wgmmaTile(KernelContext &kc, const Projection &p, const ProjectionViews &v,
   });
   gpu::BarrierOp::create(ir.b);
 
-  int64_t KT = v.K / kWgmmaK;
+  Value KT = ir.idx(v.K / kWgmmaK);
+  if (!p.first && boundedByWidths(kc, p))
+    KT = arith::DivUIOp::create(ir.b, computedWidth(ir, kc, p, g.e),
+                                ir.idx(kWgmmaK));
   Value bRowBase =
       ir.mul(ir.add(ir.mul(g.e, ir.idx(v.panels)), panel), ir.idx(v.K));
   auto view = [&](IR &ir, Value byteOffset, MemRefType type) {
@@ -967,12 +1024,12 @@ void wgmmaTile(KernelContext &kc, const Projection &p, const ProjectionViews &v,
   ir.ifThen(leader, [&](IR &ir) { issue(ir, ir.idx(0), ir.idx(0)); });
   Value init = nvgpu::WarpgroupMmaInitAccumulatorOp::create(ir.b, accType);
   Value acc = ir.forLoop(
-      ir.idx(0), ir.idx(KT), ir.idx(1), {init},
+      ir.idx(0), KT, ir.idx(1), {init},
       [&](IR &ir, Value kt, ValueRange acc) {
         Value stage = arith::RemUIOp::create(ir.b, kt, ir.idx(2));
         Value next = ir.add(kt, ir.idx(1));
         Value issueNext = arith::AndIOp::create(
-            ir.b, leader, ir.cmpi(arith::CmpIPredicate::ult, next, ir.idx(KT)));
+            ir.b, leader, ir.cmpi(arith::CmpIPredicate::ult, next, KT));
         ir.ifThen(issueNext, [&](IR &ir) {
           issue(ir, arith::RemUIOp::create(ir.b, next, ir.idx(2)), next);
         });
@@ -1064,6 +1121,21 @@ void decodeProjection(KernelContext &kc, const Projection &p, Value smem) {
     begin = ir.toIndex(ir.load(offsets, {gIdx}));
     end = ir.toIndex(ir.load(offsets, {ir.add(gIdx, ir.idx(1))}));
   }
+  // Experts of different widths: a first-projection panel past the expert's
+  // computed width has no rows to do; the second projection's K loop stops
+  // at that width.
+  Value depth = ir.idx(v.K);
+  if (boundedByWidths(kc, p)) {
+    if (p.first) {
+      int64_t columns = p.pairsGateUp() ? kPanel / 2 : kPanel;
+      Value needed =
+          ir.cmpi(arith::CmpIPredicate::ult, ir.mul(panel, ir.idx(columns)),
+                  computedWidth(ir, kc, p, gIdx));
+      end = ir.select(needed, end, begin);
+    } else {
+      depth = computedWidth(ir, kc, p, gIdx);
+    }
+  }
   Value tid = kc.threadId();
   Value warp = arith::DivUIOp::create(ir.b, tid, ir.idx(32));
   Value lane = arith::RemUIOp::create(ir.b, tid, ir.idx(32));
@@ -1076,7 +1148,7 @@ void decodeProjection(KernelContext &kc, const Projection &p, Value smem) {
       begin, end, ir.idx(kDecodeRows), {}, [&](IR &ir, Value r0, ValueRange) {
         SmallVector<Value> init(kDecodeRows, ir.vf(0.0, 8));
         ValueRange acc = ir.forLoop(
-            kLane, ir.idx(v.K), ir.idx(kDecodeThreads / 8), init,
+            kLane, depth, ir.idx(kDecodeThreads / 8), init,
             [&](IR &ir, Value k, ValueRange acc) {
               Value w = arith::ExtFOp::create(
                   ir.b, f8,

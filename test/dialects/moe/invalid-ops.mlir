@@ -1677,3 +1677,26 @@ func.func @f(%x: tensor<?x64xf32>, %wg: tensor<8x64xf32>, %g: tensor<8x32x64xf32
          tensor<8x64x32xf32>, tensor<1x64xf32>) -> tensor<?x64xf32>
   return
 }
+
+// -----
+
+func.func @expert_widths_length(%x: tensor<?x64xbf16>, %r: tensor<8x64xbf16>, %g: tensor<8x32x64xbf16>,
+    %u: tensor<8x32x64xbf16>, %d: tensor<8x64x32xbf16>) -> tensor<?x64xbf16> {
+  // expected-error @+1 {{'moe.layer' op expert_widths must have one entry per expert (8), got 2}}
+  %y = moe.layer %x routing #moe.routing<scoring = softmax, k = 2> ffn #moe.ffn<activation = silu>
+      router(%r) experts(gate %g up %u down %d) {expert_widths = array<i64: 4, 4>}
+      : (tensor<?x64xbf16>, tensor<8x64xbf16>, tensor<8x32x64xbf16>, tensor<8x32x64xbf16>,
+         tensor<8x64x32xbf16>) -> tensor<?x64xbf16>
+  return %y : tensor<?x64xbf16>
+}
+
+// -----
+
+func.func @expert_widths_range(%x: tensor<?x64xbf16>, %o: tensor<3xi32>, %g: tensor<2x32x64xbf16>,
+    %u: tensor<2x32x64xbf16>, %d: tensor<2x64x32xbf16>) -> tensor<?x64xbf16> {
+  // expected-error @+1 {{'moe.experts' op expert_widths[1] = 33 is outside [0, 32] (the experts' intermediate width)}}
+  %y = moe.experts #moe.ffn<activation = silu> %x, %o gate %g up %u down %d {expert_widths = array<i64: 32, 33>}
+      : (tensor<?x64xbf16>, tensor<3xi32>, tensor<2x32x64xbf16>, tensor<2x32x64xbf16>,
+         tensor<2x64x32xbf16>) -> tensor<?x64xbf16>
+  return %y : tensor<?x64xbf16>
+}
