@@ -75,3 +75,6 @@ step "benchmark"
 uptime
 # shellcheck disable=SC2086
 "$PYTHON" bench/bench_cpu.py --data "$DATA" --peak "$DATA/peak.json" --out "$DATA/results.json" ${BENCH_ARGS:-}
+
+step "quantized experts (bench/bench_quant.py)"
+"$PYTHON" bench/bench_quant.py --data "$DATA" --peak-bin "$DATA/peak" --out "$DATA/quant-results.json"
