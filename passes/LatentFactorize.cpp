@@ -15,6 +15,7 @@
 #include "lib/Compress/LatentFactorization.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "llvm/ADT/MapVector.h"
 #include "llvm/ADT/StringSwitch.h"
 #include "llvm/Support/FileSystem.h"
@@ -49,6 +50,18 @@ struct LayerReport {
   bool measured = false;
 };
 
+StringRef projectionName(Projection projection) {
+  switch (projection) {
+  case Projection::Gate:
+    return "gate";
+  case Projection::Up:
+    return "up";
+  case Projection::Down:
+    return "down";
+  }
+  return "";
+}
+
 /// The routed experts' weight operands of `op` for `projection` (null when
 /// the op has none, e.g. a gate fused into up).
 OpOperand *projectionOperand(Operation *op, Projection projection) {
@@ -80,6 +93,25 @@ int64_t routedPerToken(Operation *op) {
       return cast<RankedTensorType>(dispatch.getTopkIds().getType())
           .getDimSize(1);
   return 1;
+}
+
+/// Whether `weight` was quantized by a pass (moe.dequantize of a
+/// moe.quantize, or slices and concatenations holding one), as opposed to
+/// quantized storage a checkpoint ships (an FP8 checkpoint's moe.weight
+/// values and scales), which is factorized from its dequantized values.
+bool quantizedByPass(Value weight) {
+  Operation *op = weight.getDefiningOp();
+  if (!op)
+    return false;
+  if (auto dequant = dyn_cast<DequantizeOp>(op))
+    return llvm::any_of(dequant.getStorage(), [](Value stored) {
+      return bool(stored.getDefiningOp<QuantizeOp>());
+    });
+  if (auto slice = dyn_cast<tensor::ExtractSliceOp>(op))
+    return quantizedByPass(slice.getSource());
+  if (auto concat = dyn_cast<tensor::ConcatOp>(op))
+    return llvm::any_of(concat.getInputs(), quantizedByPass);
+  return false;
 }
 
 /// `option`, else the module attribute `attr` of the module holding `root`.
@@ -209,6 +241,14 @@ struct LatentFactorizePass
     Value weight = operand->get();
     if (weight.getDefiningOp<LatentProductOp>())
       return success(); // already factorized
+    // The SVD of a quantized grid keeps none of the quantization's savings
+    // (the factors are f32) and adds the truncation's error to its rounding.
+    if (quantizedByPass(weight))
+      return user->emitError()
+             << kPassName << ": the " << projectionName(projection)
+             << " weight is already quantized; factorize first, then quantize "
+                "(run moe-latent-factorize before moe-quantize-experts, "
+                "which then quantizes the factors)";
     auto type = cast<RankedTensorType>(weight.getType());
     if (type.getRank() != 3 || !type.hasStaticShape())
       return user->emitError()

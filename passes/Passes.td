@@ -87,6 +87,15 @@ def MoEQuantizeExperts : Pass<"moe-quantize-experts"> {
     share an e8m0 exponent floor(log2 amax) - 2, e2m1 values); bits, group-size and
     symmetric do not apply. Weights already stored quantized (an FP8 checkpoint's own
     block scales) are left alone.
+
+    Latent experts (moe-latent-factorize first): a routed gate or up weight that is a
+    `moe.latent_product(A, B)` keeps its factorization, and its factors are quantized instead
+    of the dense product: A [E, N, R] in groups along R (group-size must divide the rank),
+    and with `latent-basis=quantize` the shared basis B [groups, R, K] too (groups along K).
+    The weight becomes `moe.latent_product(moe.dequantize(moe.quantize(A)), B)`. Only
+    `format=int` with `method=rtn` quantizes factors; other formats and methods are rejected
+    there. A latent down projection is quantized as a dense weight (the CPU code reads down's
+    product).
     ```mlir
     %q, %s = moe.quantize #moe.int_group<bits = 4, group_size = 32> %w1 calibration %rows
         : (tensor<8x32x64xbf16>, tensor<8x40x64xf32>) -> (tensor<8x32x32xi8>, tensor<8x32x2xf32>)
@@ -114,6 +123,9 @@ def MoEQuantizeExperts : Pass<"moe-quantize-experts"> {
     Option<"dataDir", "data-dir", "std::string", "",
            "gptq: folder for the calibration rows the weight writer reads "
            "(else the module's moe.pass_data_dir)">,
+    Option<"latentBasis", "latent-basis", "std::string", "\"keep\"",
+           "latent gate/up (moe.latent_product): keep the shared basis B as it is "
+           "(keep) or quantize it too (quantize); the factors A are always quantized">,
   ];
   let dependentDialects = ["::mlir::moe::MoEDialect"];
 }
@@ -276,9 +288,12 @@ def MoEPruneMicroExperts : Pass<"moe-prune-micro-experts"> {
     (weights stay references). The layer gets `expert_widths` (one entry per expert), which
     code generation uses to skip the removed channels. Channels a previous pruning removed
     stay removed. A channel whose down column is zero scores 0 under both scores and ranks
-    last; removing it changes nothing.
-    Errors: `fraction` outside [0, 1), `beta` outside [0, 1], layers already decomposed,
-    super experts out of range, a gradients tensor of the wrong shape.
+    last; removing it changes nothing. `width-multiple` rounds W' up (more zero channels)
+    so that a later moe-quantize-experts' group size divides it; the widths, and what
+    code generation computes and the CPU stores, do not change.
+    Errors: `fraction` outside [0, 1), `beta` outside [0, 1], `width-multiple` below 1,
+    layers already decomposed, super experts out of range, a gradients tensor of the wrong
+    shape.
     Each layer's function gets `moe.report.moe-prune-micro-experts` with `score`,
     `channels_before`, `channels_after`, `width` (W'), `widths` and
     `parameter_reduction` (the fraction of routed-expert weight and bias entries removed).
@@ -296,6 +311,10 @@ def MoEPruneMicroExperts : Pass<"moe-prune-micro-experts"> {
     Option<"calibration", "calibration", "std::string", "",
            "safetensors file of calibration hidden states "
            "(layer<N>.hidden_states or hidden_states, [T, H])">,
+    Option<"widthMultiple", "width-multiple", "int64_t", "1",
+           "round the stored width W' up to a multiple of this (zero channels "
+           "after every expert's kept ones), e.g. the group size of a later "
+           "moe-quantize-experts, which must divide W'">,
   ];
   let dependentDialects = ["::mlir::moe::MoEDialect", "::mlir::tensor::TensorDialect",
                            "::mlir::arith::ArithDialect"];

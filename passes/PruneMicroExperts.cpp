@@ -101,6 +101,12 @@ struct PruneMicroExpertsPass
                         << double(beta);
       return signalPassFailure();
     }
+    if (widthMultiple < 1) {
+      root->emitError() << kPassName
+                        << ": width-multiple must be at least 1, got "
+                        << int64_t(widthMultiple);
+      return signalPassFailure();
+    }
     WalkResult decomposed = root->walk([&](ExpertsOp experts) {
       experts.emitOpError() << kPassName
                             << " prunes moe.layer ops; run it before "
@@ -306,8 +312,10 @@ struct PruneMicroExpertsPass
       widths[e] = kept[e].size();
     }
     // The stacked weights keep one width; at least one channel so no tensor
-    // is empty (an expert of width 0 reads only zeros).
-    int64_t width = std::max<int64_t>(1, *llvm::max_element(widths));
+    // is empty (an expert of width 0 reads only zeros), rounded up so that a
+    // later quantization's groups divide it.
+    int64_t width = llvm::alignTo(
+        std::max<int64_t>(1, *llvm::max_element(widths)), widthMultiple);
     rewriteWeights(layer, routed, kept, width);
     layer.setExpertWidthsAttr(OpBuilder(layer).getDenseI64ArrayAttr(widths));
     recordReport(layer, channelsBefore, width, widths, hidden, routed);

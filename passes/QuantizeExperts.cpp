@@ -58,6 +58,30 @@ SmallVector<OpOperand *> expertWeights(Operation *op) {
   return weights;
 }
 
+/// Whether `operand` (one of expertWeights(op)) is a down projection.
+bool isDownProjection(Operation *op, OpOperand *operand) {
+  return llvm::TypeSwitch<Operation *, bool>(op)
+      .Case<ExpertsOp, SharedExpertOp>(
+          [&](auto ffn) { return operand == &ffn.getDownProjMutable(); })
+      .Case([&](LayerOp layer) {
+        return operand == &layer.getDownProjMutable() ||
+               llvm::any_of(
+                   layer.getSharedDownProjMutable(),
+                   [&](OpOperand &shared) { return &shared == operand; });
+      })
+      .Default(false);
+}
+
+/// The latent product a gate or up weight is (moe-latent-factorize), whose
+/// factors this pass quantizes instead of the product; null otherwise. A
+/// latent down projection is read as a materialized product by the CPU code,
+/// so it is quantized as a dense weight.
+LatentProductOp latentFirstProjection(Operation *op, OpOperand *operand) {
+  if (isDownProjection(op, operand))
+    return {};
+  return operand->get().getDefiningOp<LatentProductOp>();
+}
+
 constexpr llvm::StringLiteral kPassName = "moe-quantize-experts";
 
 /// Whether `weight` is already stored quantized: a moe.dequantize, or slices
@@ -70,6 +94,9 @@ bool storedQuantized(Value weight) {
     return false;
   if (isa<DequantizeOp>(op))
     return true;
+  // A latent product whose factors are quantized (this pass, run before).
+  if (auto product = dyn_cast<LatentProductOp>(op))
+    return storedQuantized(product.getFactors());
   if (auto slice = dyn_cast<tensor::ExtractSliceOp>(op))
     return storedQuantized(slice.getSource());
   if (auto concat = dyn_cast<tensor::ConcatOp>(op))
@@ -121,8 +148,10 @@ struct QuantizeExpertsPass
           continue; // already stored quantized
         auto it = quantized.find(weight);
         if (it == quantized.end()) {
+          LatentProductOp latent = latentFirstProjection(op, operand);
           FailureOr<Value> replacement =
-              quantizeKeepingSuperExperts(op, weight, encoding);
+              latent ? quantizeLatent(op, latent, encoding)
+                     : quantizeKeepingSuperExperts(op, weight, encoding);
           if (failed(replacement))
             return WalkResult::interrupt();
           it = quantized.insert({weight, *replacement}).first;
@@ -135,6 +164,12 @@ struct QuantizeExpertsPass
     });
     if (result.wasInterrupted())
       return signalPassFailure();
+    // Latent products whose factors were quantized are replaced by new
+    // products; the old ones are left without users.
+    for (auto [weight, replacement] : quantized)
+      if (auto product = weight.getDefiningOp<LatentProductOp>())
+        if (product->use_empty())
+          product->erase();
     // moe.report.moe-quantize-experts: what was chosen and how many weights
     // (gate, up, down; routed and shared) it applied to.
     Builder b(&getContext());
@@ -172,6 +207,10 @@ struct QuantizeExpertsPass
       return root->emitError()
              << kPassName << ": method=gptq chooses integer levels; it does "
              << "not apply to format=" << format;
+    if (latentBasis != "keep" && latentBasis != "quantize")
+      return root->emitError()
+             << kPassName << ": latent-basis must be keep or quantize, got '"
+             << latentBasis << "'";
     if (format != "int")
       return success();
     if (bits != 8 && bits != 4)
@@ -212,6 +251,17 @@ struct QuantizeExpertsPass
                 "calibration inputs; run it before moe-decompose";
     if (layers.empty())
       return success();
+    // GPTQ's calibration rows are the product's inputs; the factors' inputs
+    // (x B^T for A) are not observed, so latent gate/up are not quantized here.
+    for (LayerOp layer : layers)
+      for (OpOperand *operand : expertWeights(layer))
+        if (latentFirstProjection(layer, operand) &&
+            !storedQuantized(operand->get()))
+          return layer.emitError()
+                 << kPassName
+                 << ": method=gptq does not quantize latent factors (a gate or "
+                    "up weight is a moe.latent_product); use method=rtn, which "
+                    "quantizes the factors";
     std::string directory = dataDir;
     if (directory.empty()) {
       Operation *module =
@@ -505,6 +555,44 @@ struct QuantizeExpertsPass
     return result;
   }
 
+  /// A latent gate or up weight A B keeps its factorization: the factors A
+  /// [E, N, R] are quantized in groups along the rank R (their input
+  /// dimension), and with latent-basis=quantize the basis B [groups, R, K]
+  /// along K. Quantizing the product instead would store a dense matrix and
+  /// lose what the factorization saved.
+  FailureOr<Value> quantizeLatent(Operation *user, LatentProductOp product,
+                                  WeightEncodingAttrInterface encoding) {
+    if (!isa<IntGroupEncodingAttr>(encoding))
+      return user->emitError()
+             << kPassName << ": format=" << format
+             << " does not quantize latent factors (a gate or up weight is a "
+                "moe.latent_product); use format=int";
+    RankedTensorType factorsType = product.getFactors().getType();
+    int64_t rank = factorsType.getDimSize(2);
+    if (rank % groupSize != 0)
+      return user->emitError()
+             << kPassName << ": group-size " << int64_t(groupSize)
+             << " does not divide the latent rank " << rank
+             << " of the factors " << factorsType
+             << "; latent factors are quantized in groups along the rank";
+    FailureOr<Value> factors =
+        quantizeKeepingSuperExperts(user, product.getFactors(), encoding);
+    if (failed(factors))
+      return failure();
+    Value basis = product.getBasis();
+    if (latentBasis == "quantize" && !storedQuantized(basis)) {
+      FailureOr<Value> quantizedBasis = quantize(user, basis, encoding, {});
+      if (failed(quantizedBasis))
+        return failure();
+      basis = *quantizedBasis;
+    }
+    OpBuilder b(user);
+    return LatentProductOp::create(b, product.getLoc(),
+                                   product.getResult().getType(), *factors,
+                                   basis)
+        .getResult();
+  }
+
   /// Super experts kept at 8 bits, per layer function (for the report).
   DenseMap<Operation *, int64_t> superExpertsKept;
 
@@ -549,11 +637,19 @@ struct QuantizeExpertsPass
       // the pass's `bits`.
       auto intGroup = cast<IntGroupEncodingAttr>(encoding);
       int64_t width = intGroup.getBits();
-      if (cols % groupSize != 0)
-        return user->emitError()
-               << kPassName << ": group-size " << int64_t(groupSize)
-               << " does not divide the input dimension " << cols
-               << " of a weight of type " << type;
+      if (cols % groupSize != 0) {
+        InFlightDiagnostic diag = user->emitError()
+                                  << kPassName << ": group-size "
+                                  << int64_t(groupSize)
+                                  << " does not divide the input dimension "
+                                  << cols << " of a weight of type " << type;
+        // A micro-pruned layer's width can be stored rounded up.
+        if (auto layer = dyn_cast<LayerOp>(user);
+            layer && layer.getExpertWidthsAttr())
+          diag << " (moe-prune-micro-experts' width-multiple="
+               << int64_t(groupSize) << " stores a width it divides)";
+        return diag;
+      }
       if (width == 4 && cols % 2 != 0)
         return user->emitError() << kPassName
                                  << ": 4-bit weights pack two values per byte "

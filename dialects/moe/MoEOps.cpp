@@ -334,6 +334,46 @@ LogicalResult ScaleColumnsOp::verify() {
 }
 
 //===----------------------------------------------------------------------===//
+// SelectChannelsOp
+//===----------------------------------------------------------------------===//
+
+LogicalResult SelectChannelsOp::verify() {
+  RankedTensorType input = tensorType(getInput()),
+                   result = tensorType(getResult());
+  int64_t rank = input.getRank(), dim = getDim();
+  if (rank < 3 || !input.hasStaticShape())
+    return emitOpError()
+           << "input must be a static stacked weight [E, ..., N, K], got "
+           << input;
+  if (dim != rank - 2 && dim != rank - 1)
+    return emitOpError() << "dim must be " << rank - 2 << " (rows) or "
+                         << rank - 1 << " (columns), got " << dim;
+  if (result.getRank() != rank ||
+      result.getElementType() != input.getElementType())
+    return emitOpError() << "result must be " << input
+                         << " with another size along dim " << dim << ", got "
+                         << result;
+  for (int64_t d = 0; d < rank; ++d)
+    if (d != dim && result.getDimSize(d) != input.getDimSize(d))
+      return emitOpError() << "result must be " << input
+                           << " with another size along dim " << dim << ", got "
+                           << result;
+  int64_t width = result.getDimSize(dim), experts = input.getDimSize(0);
+  ArrayRef<int64_t> channels = getChannels();
+  if (int64_t(channels.size()) != experts * width)
+    return emitOpError() << "needs " << experts << " x " << width
+                         << " channel indices (one list per expert), got "
+                         << channels.size();
+  int64_t available = input.getDimSize(dim);
+  for (auto [i, channel] : llvm::enumerate(channels))
+    if (channel < -1 || channel >= available)
+      return emitOpError() << "channel " << channel << " of expert "
+                           << int64_t(i) / width << " is not -1 or in [0, "
+                           << available << ")";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
 // FactorizeOp, LatentProductOp
 //===----------------------------------------------------------------------===//
 

@@ -164,6 +164,31 @@ def MoE_ScaleColumnsOp : MoE_Op<"scale_columns", [Pure]> {
   let hasVerifier = 1;
 }
 
+def MoE_SelectChannelsOp : MoE_Op<"select_channels", [Pure]> {
+  let summary = "per expert, a chosen list of a stacked weight's rows or columns";
+  let description = [{
+    For every expert e of a stacked weight [E, ..., N, K], keeps the rows (`dim` = rank - 2)
+    or columns (`dim` = rank - 1) listed in `channels[e * W : (e + 1) * W]`, in that order,
+    where W is the result's size along `dim`; an index of -1 gives zeros. Recorded by
+    micro-expert pruning (an expert's kept intermediate channels first, padding after) and
+    executed where weights are written or evaluated, one expert at a time: one op per weight
+    however many runs of channels are kept.
+
+    ```mlir
+    %g2 = moe.select_channels %g dim(1) channels(array<i64: 0, 2, 3, 1, -1, 3>)
+        : (tensor<2x4x64xbf16>) -> tensor<2x3x64xbf16>
+    ```
+  }];
+  let arguments = (ins MoE_FloatTensor:$input, I64Attr:$dim,
+                       DenseI64ArrayAttr:$channels);
+  let results = (outs MoE_FloatTensor:$result);
+  let assemblyFormat = [{
+    $input `dim` `(` $dim `)` `channels` `(` $channels `)` attr-dict `:`
+    functional-type($input, $result)
+  }];
+  let hasVerifier = 1;
+}
+
 def MoE_FactorizeOp : MoE_Op<"factorize", [Pure]> {
   let summary = "experts as a small per-expert factor times a basis shared by a group";
   let description = [{

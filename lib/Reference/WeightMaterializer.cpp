@@ -5,9 +5,14 @@
 #include "lib/Compress/LatentFactorization.h"
 #include "lib/Reference/Evaluator.h"
 #include "lib/Reference/Kernels.h"
+#include "lib/Support/FloatFormats.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Tensor/IR/Tensor.h"
+
+#include <algorithm>
+#include <array>
+#include <cmath>
 
 using namespace mlir;
 using namespace mlir::moe;
@@ -136,9 +141,29 @@ FfnValues FfnValues::get(FfnAttr ffn, Value gate, Value up, Value down,
 }
 
 bool WeightMaterializer::isWeightExpression(Operation *op) {
-  return isa<WeightOp, DequantizeOp, QuantizeOp, tensor::ConcatOp,
+  return isa<WeightOp, DequantizeOp, QuantizeOp, SelectChannelsOp,
+             tensor::ConcatOp,
              tensor::ExtractSliceOp, arith::ConstantOp, ScaleColumnsOp,
              FactorizeOp, LatentProductOp>(op);
+}
+
+FailureOr<const RefTensor *>
+WeightMaterializer::getSliceSource(tensor::ExtractSliceOp slice,
+                                   int64_t expert) {
+  // Passes cut one expert's weight into many slices (micro-expert pruning
+  // keeps runs of channels): its source is read once for all of them.
+  SliceSourceKey key{slice.getSource(), expert};
+  for (auto &[cachedSource, value] : sliceSources)
+    if (cachedSource.value == key.value && cachedSource.expert == expert)
+      return &value;
+  FailureOr<RefTensor> value = get(slice.getSource(), expert);
+  if (failed(value))
+    return failure();
+  // A few recent sources: the gate, up and down of the expert being read.
+  if (sliceSources.size() == kSliceSourcesKept)
+    sliceSources.erase(sliceSources.begin());
+  sliceSources.emplace_back(key, std::move(*value));
+  return &sliceSources.back().second;
 }
 
 FailureOr<RefTensor> WeightMaterializer::get(Value value, int64_t expert) {
@@ -226,6 +251,52 @@ FailureOr<RefTensor> WeightMaterializer::get(Value value, int64_t expert) {
       pointers.push_back(&part);
     return concat(pointers, expert >= 0 ? dim - 1 : dim);
   }
+  if (auto select = value.getDefiningOp<SelectChannelsOp>()) {
+    // Each expert's rows or columns in its own order, zeros for -1.
+    auto type = cast<RankedTensorType>(select.getType());
+    int64_t rank = type.getRank(), dim = select.getDim();
+    int64_t width = type.getDimSize(dim), rows = type.getDimSize(rank - 2),
+            cols = type.getDimSize(rank - 1);
+    int64_t perExpert = type.getNumElements() / type.getDimSize(0);
+    int64_t sourceCols = cast<RankedTensorType>(select.getInput().getType())
+                             .getDimSize(rank - 1);
+    ArrayRef<int64_t> channels = select.getChannels();
+    auto selectExpert = [&](int64_t e, const RefTensor &source, double *out) {
+      // Leading dimensions between the expert and [N, K] are rare (none
+      // today); treat them as further matrices.
+      int64_t matrices = perExpert / (rows * cols);
+      int64_t sourceRows = dim == rank - 2 ? source.numel() / matrices / sourceCols
+                                           : rows;
+      for (int64_t m = 0; m < matrices; ++m) {
+        const double *in = source.data.data() + m * sourceRows * sourceCols;
+        double *o = out + m * rows * cols;
+        for (int64_t r = 0; r < rows; ++r)
+          for (int64_t c = 0; c < cols; ++c) {
+            int64_t channel = channels[e * width + (dim == rank - 2 ? r : c)];
+            o[r * cols + c] =
+                channel < 0 ? 0.0
+                            : in[(dim == rank - 2 ? channel : r) * sourceCols +
+                                 (dim == rank - 2 ? c : channel)];
+          }
+      }
+    };
+    if (expert >= 0) {
+      FailureOr<RefTensor> source = get(select.getInput(), expert);
+      if (failed(source))
+        return failure();
+      RefTensor result(type.getShape().drop_front());
+      selectExpert(expert, *source, result.data.data());
+      return result;
+    }
+    RefTensor result(type.getShape());
+    for (int64_t e = 0; e < type.getDimSize(0); ++e) {
+      FailureOr<RefTensor> source = get(select.getInput(), e);
+      if (failed(source))
+        return failure();
+      selectExpert(e, *source, result.data.data() + e * perExpert);
+    }
+    return result;
+  }
   if (auto sliceOp = value.getDefiningOp<tensor::ExtractSliceOp>()) {
     // Static, rank-preserving slices only (passes select experts with them);
     // an expert's slice of the result is a slice of source expert
@@ -241,16 +312,16 @@ FailureOr<RefTensor> WeightMaterializer::get(Value value, int64_t expert) {
              << "is not a static rank-preserving slice; weights are sliced "
                 "only that way";
     if (expert < 0) {
-      FailureOr<RefTensor> source = get(sliceOp.getSource());
+      FailureOr<const RefTensor *> source = getSliceSource(sliceOp, -1);
       if (failed(source))
         return failure();
-      return slice(*source, offsets, sizes, strides);
+      return slice(**source, offsets, sizes, strides);
     }
-    FailureOr<RefTensor> source =
-        get(sliceOp.getSource(), offsets[0] + strides[0] * expert);
+    FailureOr<const RefTensor *> source =
+        getSliceSource(sliceOp, offsets[0] + strides[0] * expert);
     if (failed(source))
       return failure();
-    return slice(*source, offsets.drop_front(), sizes.drop_front(),
+    return slice(**source, offsets.drop_front(), sizes.drop_front(),
                  strides.drop_front());
   }
   if (auto scaleOp = value.getDefiningOp<ScaleColumnsOp>()) {
@@ -396,7 +467,7 @@ reference::loadExpertMatrices(WeightMaterializer &source, const FfnValues &ffn,
 }
 
 //===----------------------------------------------------------------------===//
-// Integer views of int_group weights
+// Integer views of int_group weights (and the codes of fp8 and mxfp4 ones)
 //===----------------------------------------------------------------------===//
 
 /// Whether `slice` selects experts only: every dimension but the first whole.
@@ -446,12 +517,114 @@ IntGroupEncodingAttr WeightMaterializer::getIntGroupEncoding(Value value) {
   return {};
 }
 
+Attribute WeightMaterializer::getFloatCodeEncoding(Value value) {
+  if (auto dequant = value.getDefiningOp<DequantizeOp>()) {
+    Attribute encoding = dequant.getEncoding();
+    Type values = getElementTypeOrSelf(dequant.getStorage()[0].getType());
+    if (isa<Mxfp4EncodingAttr>(encoding) ||
+        (isa<Fp8BlockEncodingAttr>(encoding) && isa<Float8E4M3FNType>(values)))
+      return encoding;
+    return {};
+  }
+  if (auto slice = value.getDefiningOp<tensor::ExtractSliceOp>())
+    return slicesExpertsOnly(slice) ? getFloatCodeEncoding(slice.getSource())
+                                    : Attribute();
+  if (auto concatOp = value.getDefiningOp<tensor::ConcatOp>()) {
+    // Along experts or output rows, every part with the same encoding.
+    int64_t rank = concatOp.getResultType().getRank();
+    if (int64_t(concatOp.getDim()) == rank - 1)
+      return {};
+    Attribute common;
+    for (Value input : concatOp.getInputs()) {
+      Attribute encoding = getFloatCodeEncoding(input);
+      if (!encoding || (common && encoding != common))
+        return {};
+      common = encoding;
+    }
+    return common;
+  }
+  return {};
+}
+
+/// The e4m3 code of `value`, one of the format's values (NaN becomes the NaN
+/// code with its sign); none when `value` is not an e4m3 value.
+static std::optional<uint8_t> e4m3Code(double value) {
+  // Codes 0..0x7E are the non-negative finite values in increasing order.
+  static const std::array<float, 0x7F> magnitudes = [] {
+    std::array<float, 0x7F> table;
+    for (int code = 0; code < 0x7F; ++code)
+      table[code] = ::moe::f8e4m3fnToFloat(uint8_t(code));
+    return table;
+  }();
+  uint8_t sign = std::signbit(value) ? 0x80 : 0;
+  if (std::isnan(value))
+    return uint8_t(sign | 0x7F);
+  double magnitude = std::abs(value);
+  const float *at =
+      std::lower_bound(magnitudes.begin(), magnitudes.end(), magnitude);
+  if (at == magnitudes.end() || double(*at) != magnitude)
+    return std::nullopt;
+  return uint8_t(sign | (at - magnitudes.begin()));
+}
+
+/// The codes and per-(row, group of k) scales of a float-coded
+/// moe.dequantize's storage (getFloatCodeEncoding), as getIntGroup returns
+/// them.
+static FailureOr<WeightMaterializer::IntGroupValues>
+floatCodes(DequantizeOp dequant, MutableArrayRef<RefTensor> storage) {
+  WeightMaterializer::IntGroupValues result;
+  RefTensor &stored = storage[0], &scales = storage[1];
+  int64_t rank = stored.rank();
+  if (auto fp8 = dyn_cast<Fp8BlockEncodingAttr>(dequant.getEncoding())) {
+    // values [..., N, K], scale_inv [..., N / blockRows, K / blockCols]: each
+    // row gets its block row's scales.
+    int64_t rows = stored.dim(rank - 2), cols = stored.dim(rank - 1);
+    int64_t blockRows = scales.dim(rank - 2), groups = scales.dim(rank - 1);
+    int64_t batches = stored.numel() / (rows * cols);
+    result.levels = RefTensor(stored.shape);
+    for (int64_t i = 0; i < stored.numel(); ++i) {
+      std::optional<uint8_t> code = e4m3Code(stored.data[i]);
+      if (!code)
+        return dequant.emitOpError()
+               << "holds " << stored.data[i] << ", which is not an e4m3 value";
+      result.levels.data[i] = *code;
+    }
+    SmallVector<int64_t> shape(stored.shape.begin(), stored.shape.end());
+    shape.back() = groups;
+    result.scales = RefTensor(shape);
+    double *out = result.scales.data.data();
+    for (int64_t b = 0; b < batches; ++b)
+      for (int64_t r = 0; r < rows; ++r)
+        out = std::copy_n(scales.data.data() +
+                              (b * blockRows + r / fp8.getBlockRows()) * groups,
+                          groups, out);
+    return result;
+  }
+  // mxfp4: blocks [..., N, K / 32, 16] of two e2m1 codes a byte (low nibble
+  // first), e8m0 scales [..., N, K / 32].
+  SmallVector<int64_t> shape(stored.shape.begin(), stored.shape.end() - 1);
+  shape.back() *= 32;
+  result.levels = RefTensor(shape);
+  for (int64_t i = 0; i < stored.numel(); ++i) {
+    int byte = int(stored.data[i]) & 0xFF;
+    result.levels.data[2 * i] = byte & 0xF;
+    result.levels.data[2 * i + 1] = byte >> 4;
+  }
+  result.scales = RefTensor(scales.shape);
+  for (int64_t i = 0; i < scales.numel(); ++i)
+    result.scales.data[i] = std::ldexp(1.0, (int(scales.data[i]) & 0xFF) - 127);
+  return result;
+}
+
 FailureOr<WeightMaterializer::IntGroupValues>
 WeightMaterializer::getIntGroup(Value value, int64_t expert) {
   if (auto dequant = value.getDefiningOp<DequantizeOp>()) {
     auto encoding = dyn_cast<IntGroupEncodingAttr>(dequant.getEncoding());
-    if (!encoding)
-      return dequant.emitOpError() << "is not stored as #moe.int_group";
+    bool codes = bool(getFloatCodeEncoding(value));
+    if (!encoding && !codes)
+      return dequant.emitOpError()
+             << "is not stored as #moe.int_group, #moe.fp8_block with e4m3 "
+                "values or #moe.mxfp4";
     SmallVector<RefTensor> storage;
     for (Value stored : dequant.getStorage()) {
       FailureOr<RefTensor> part = get(stored, expert);
@@ -459,6 +632,8 @@ WeightMaterializer::getIntGroup(Value value, int64_t expert) {
         return failure();
       storage.push_back(std::move(*part));
     }
+    if (codes)
+      return floatCodes(dequant, storage);
     IntGroupValues result;
     if (encoding.getBits() == 4) {
       // Two values a byte, low nibble first; two's complement when symmetric.

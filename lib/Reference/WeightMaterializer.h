@@ -17,9 +17,11 @@
 #include "lib/Reference/RefTensor.h"
 #include "lib/Weights/Safetensors.h"
 
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
 #include "mlir/IR/Value.h"
 #include "mlir/Support/LLVM.h"
 
+#include <list>
 #include <map>
 
 namespace mlir::moe::reference {
@@ -43,6 +45,11 @@ public:
   /// #moe.int_group encoding: a moe.dequantize, or concatenations and expert
   /// slices of such (what fusing gate/up and selecting experts make of them).
   /// Compiled kernels dequantize these themselves.
+  ///
+  /// Weights stored as #moe.fp8_block with e4m3 values or as #moe.mxfp4 read
+  /// the same way, with their codes as levels (e4m3 bytes 0..255, e2m1
+  /// nibbles 0..15) and one scale per row and group of k (fp8: the block's
+  /// scale_inv, groups of blockCols; mxfp4: 2^(e - 127), groups of 32).
   struct IntGroupValues {
     RefTensor levels; // [..., N, K]: q, signed when symmetric
     RefTensor scales; // [..., N, K / group]
@@ -55,8 +62,26 @@ public:
   /// widest of encodings that differ only in bits; null otherwise.
   static IntGroupEncodingAttr getIntGroupEncoding(Value value);
 
+  /// As getIntGroupEncoding for float codes: the #moe.fp8_block (e4m3
+  /// values) or #moe.mxfp4 encoding every part of `value` is stored with;
+  /// null otherwise.
+  static Attribute getFloatCodeEncoding(Value value);
+
 private:
+  /// The value a slice cuts (one expert's, or whole for expert < 0), read
+  /// once for consecutive slices of it.
+  FailureOr<const RefTensor *> getSliceSource(tensor::ExtractSliceOp slice,
+                                              int64_t expert);
+
   const ::moe::Checkpoint &checkpoint;
+  struct SliceSourceKey {
+    Value value;
+    int64_t expert;
+  };
+  static constexpr size_t kSliceSourcesKept = 4;
+  /// Recently read slice sources, oldest first (a list: references to its
+  /// elements stay valid while others are added or removed).
+  std::list<std::pair<SliceSourceKey, RefTensor>> sliceSources;
   /// The last multi-result op computed (moe.quantize): its consumers ask for
   /// each result in turn.
   std::pair<Operation *, int64_t> cachedKey{nullptr, 0};

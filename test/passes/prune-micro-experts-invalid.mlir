@@ -6,6 +6,8 @@
 // FRACTION: moe-prune-micro-experts: fraction must be in [0, 1) (the share of a layer's channels to remove), got 1
 // RUN: not moe-opt %t.mixtral.mlir --moe-prune-micro-experts="beta=1.5 weights=%golden/mixtral/ckpt calibration=%golden/mixtral/T64/input.safetensors" 2>&1 | FileCheck %s --check-prefix=BETA
 // BETA: moe-prune-micro-experts: beta must be in [0, 1], got 1.5
+// RUN: not moe-opt %t.mixtral.mlir --moe-prune-micro-experts="width-multiple=0 weights=%golden/mixtral/ckpt calibration=%golden/mixtral/T64/input.safetensors" 2>&1 | FileCheck %s --check-prefix=MULTIPLE
+// MULTIPLE: moe-prune-micro-experts: width-multiple must be at least 1, got 0
 // RUN: not moe-opt %t.mixtral.mlir --moe-prune-micro-experts="weights=%golden/mixtral/ckpt" 2>&1 | FileCheck %s --check-prefix=NOCALIB
 // NOCALIB: moe-prune-micro-experts: needs calibration hidden states
 // Gradients for 7 tokens, calibration states for 64.

@@ -338,6 +338,9 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
     // The CPU kernels run latent experts in the latent space; the CUDA ones
     // read the materialized product.
     packing.latentExperts = true;
+    // Micro-pruned experts store only their widths' panels and rows (the
+    // CUDA kernels read the rectangular layout).
+    packing.compactWidths = true;
   }
   cpu::WeightPacker packer(checkpoint, packing);
   std::vector<cpu::PackedLayer> packed;

@@ -25,6 +25,7 @@
 
 #include "lib/Codegen/CPU/EmitLayer.h"
 #include "lib/Codegen/Common/Emitters.h"
+#include "lib/Codegen/Common/FloatCodes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -53,6 +54,8 @@ Type elementTypeOf(ImplicitLocOpBuilder &b, const PackedTensor &t) {
   case MOE_DTYPE_BF16:
     return b.getBF16Type();
   case MOE_DTYPE_I8:
+  case MOE_DTYPE_U8:
+  case MOE_DTYPE_F8_E4M3: // codes the kernels decode themselves
     return b.getIntegerType(8);
   default:
     return b.getF32Type();
@@ -76,6 +79,7 @@ namespace {
 /// and zero-point views (memref<E x panels x groups x P x f32>; zeros null
 /// when always zero).
 struct QuantizedPanel {
+  LevelFormat format = LevelFormat::Int;
   int64_t bits = 8, groupSize = 0;
   bool roundToBF16 = false;
   Value scales, zeros;
@@ -113,16 +117,37 @@ SmallVector<Value> accumulateSplitRows(IR &ir, Value a, Value r0, Value k,
   return next;
 }
 
+/// Row `row` of `a` at k as a vector<P>: a[row, k] splatted, or with a nonzero
+/// `upColumn` (see accumulateSplitRows) a[row, k] in the gate half and
+/// a[row, k + upColumn] in the up half.
+Value rowOperand(IR &ir, Value a, Value row, Value k, int64_t upColumn,
+                 int64_t P) {
+  if (!upColumn)
+    return ir.splat(ir.load(a, {row, k}), P);
+  auto halves = ir.b.getDenseI64ArrayAttr(
+      llvm::to_vector(llvm::seq<int64_t>(0, P))); // concatenation
+  Value gate = ir.splat(ir.load(a, {row, k}), P / 2);
+  Value up = ir.splat(ir.load(a, {row, ir.add(k, ir.idx(upColumn))}), P / 2);
+  return vector::ShuffleOp::create(ir.b, gate, up, halves);
+}
+
 /// The tile's accumulators over k in [0, K) of integer levels, weights
 /// staying 1 or 0.5 bytes in memory. Per group of k rows the scale and zero
 /// point are loaded once. When the IR's dequantized weight is f32 (the exact
 /// grid values), the scale is applied once per group: sum_k a_k (q_k - z) s =
 /// s (sum_k a_k q_k) - s z (sum_k a_k), so a level costs one convert and the
 /// FMAs, like a bf16 weight. When the IR says bf16, every level is
-/// dequantized and rounded to bf16 as moe.dequantize does, then used.
+/// dequantized and rounded to bf16 as moe.dequantize does, then used. A
+/// nonzero `upColumn` reads `a` as accumulateSplitRows does (quantized latent
+/// factors); the sums of a for the zero points are then vectors, since the
+/// halves sum different columns. A `kBound` (an expert's width) stops k there
+/// instead of at K: the levels past it belong to removed channels.
+/// FP8 (e4m3) and MXFP4 (e2m1) codes take the place of levels, decoded with
+/// bit operations (FloatCodes.h); they have no zero points.
 SmallVector<Value> quantizedRows(IR &ir, Value a, Value w, Value e, Value p,
                                  int64_t K, int64_t P, Value r0,
-                                 ValueRange init, const QuantizedPanel &q) {
+                                 ValueRange init, const QuantizedPanel &q,
+                                 int64_t upColumn = 0, Value kBound = Value()) {
   auto f32s = VectorType::get({P}, ir.f32());
   auto bytes = VectorType::get({P}, ir.b.getIntegerType(8));
   Value zero = ir.idx(0);
@@ -130,6 +155,11 @@ SmallVector<Value> quantizedRows(IR &ir, Value a, Value w, Value e, Value p,
   int64_t rows = init.size();
   // (Every helper takes the loop body's builder: each body has its own.)
   auto levelsToF32 = [&](IR &ir, Value levels, bool isUnsigned) -> Value {
+    // FP8 and MXFP4 codes decode to their exact values.
+    if (q.format == LevelFormat::E4M3)
+      return decodeE4m3(ir, levels);
+    if (q.format == LevelFormat::E2M1)
+      return decodeE2m1(ir, levels);
     return isUnsigned ? Value(arith::UIToFPOp::create(ir.b, f32s, levels))
                       : Value(arith::SIToFPOp::create(ir.b, f32s, levels));
   };
@@ -146,12 +176,24 @@ SmallVector<Value> quantizedRows(IR &ir, Value a, Value w, Value e, Value p,
   // of a, for the zero point: state[rows + i]).
   auto step = [&](IR &ir, Value k, Value f, Value scale, Value zeroPoint,
                   ValueRange state) -> SmallVector<Value> {
+    if (!perGroup && upColumn)
+      return accumulateSplitRows(ir, a, r0, k, upColumn,
+                                 roundedWeight(ir, f, scale, zeroPoint), state,
+                                 P);
     if (!perGroup)
       return accumulateRows(ir, a, r0, k,
                             roundedWeight(ir, f, scale, zeroPoint), state, P);
     SmallVector<Value> next(state.begin(), state.end());
     for (int64_t i = 0; i < rows; ++i) {
-      Value av = ir.load(a, {ir.add(r0, ir.idx(i)), k});
+      Value row = ir.add(r0, ir.idx(i));
+      if (upColumn) {
+        Value av = rowOperand(ir, a, row, k, upColumn, P);
+        next[i] = vector::FMAOp::create(ir.b, av, f, state[i]);
+        if (zeros)
+          next[rows + i] = ir.add(state[rows + i], av);
+        continue;
+      }
+      Value av = ir.load(a, {row, k});
       next[i] = vector::FMAOp::create(ir.b, ir.splat(av, P), f, state[i]);
       if (zeros)
         next[rows + i] = ir.add(state[rows + i], av);
@@ -159,11 +201,11 @@ SmallVector<Value> quantizedRows(IR &ir, Value a, Value w, Value e, Value p,
     return next;
   };
   // Groups [g0, g0 + count) of k rows, each `length` long.
-  auto groups = [&](int64_t g0, int64_t count, int64_t length,
+  // (`oddLength`: `length` may be odd, which 4-bit levels must handle.)
+  auto groups = [&](Value gBegin, Value gEnd, Value length, bool oddLength,
                     ValueRange acc) -> SmallVector<Value> {
     ValueRange result = ir.forLoop(
-        ir.idx(g0), ir.idx(g0 + count), ir.idx(1), acc,
-        [&](IR &ir, Value g, ValueRange acc) {
+        gBegin, gEnd, ir.idx(1), acc, [&](IR &ir, Value g, ValueRange acc) {
           Value scale = vector::LoadOp::create(ir.b, f32s, q.scales,
                                                ValueRange{e, p, g, zero});
           Value zeroPoint =
@@ -174,11 +216,14 @@ SmallVector<Value> quantizedRows(IR &ir, Value a, Value w, Value e, Value p,
           if (perGroup) {
             state.assign(rows, ir.vf(0.0, P));
             if (zeros)
-              state.append(rows, ir.f(0.0));
+              state.append(rows, upColumn ? ir.vf(0.0, P) : ir.f(0.0));
           }
           Value k0 = ir.mul(g, ir.idx(q.groupSize));
+          Value pairsEnd =
+              oddLength ? Value(arith::AndIOp::create(ir.b, length, ir.idx(-2)))
+                        : length;
           ValueRange inner = ir.forLoop(
-              ir.idx(0), ir.idx(length), ir.idx(nibbles ? 2 : 1), state,
+              ir.idx(0), pairsEnd, ir.idx(nibbles ? 2 : 1), state,
               [&](IR &ir, Value dk, ValueRange state) {
                 Value k = ir.add(k0, dk);
                 if (!nibbles) {
@@ -203,6 +248,24 @@ SmallVector<Value> quantizedRows(IR &ir, Value a, Value w, Value e, Value p,
                             levelsToF32(ir, high, true), scale, zeroPoint,
                             next);
               });
+          // An odd length ends inside a byte: its last row is the low nibble
+          // alone (the high one is past the bound).
+          if (oddLength)
+            inner = ir.forLoop(
+                pairsEnd, length, ir.idx(2), inner,
+                [&](IR &ir, Value dk, ValueRange state) {
+                  Value k = ir.add(k0, dk);
+                  Value pair = vector::LoadOp::create(
+                      ir.b, bytes, w,
+                      ValueRange{e, p,
+                                 arith::DivUIOp::create(ir.b, k, ir.idx(2)),
+                                 zero});
+                  Value low = arith::AndIOp::create(
+                      ir.b, pair,
+                      ir.splat(arith::ConstantIntOp::create(ir.b, 15, 8), P));
+                  return step(ir, k, levelsToF32(ir, low, true), scale,
+                              zeroPoint, state);
+                });
           if (!perGroup)
             return SmallVector<Value>(inner.begin(), inner.end());
           // acc += s * sum(a q) - (s z) * sum(a).
@@ -213,7 +276,10 @@ SmallVector<Value> quantizedRows(IR &ir, Value a, Value w, Value e, Value p,
             if (zeros)
               sum = vector::FMAOp::create(
                   ir.b,
-                  ir.splat(arith::NegFOp::create(ir.b, inner[rows + i]), P),
+                  upColumn
+                      ? Value(arith::NegFOp::create(ir.b, inner[rows + i]))
+                      : ir.splat(arith::NegFOp::create(ir.b, inner[rows + i]),
+                                 P),
                   scaledZero, sum);
             next.push_back(sum);
           }
@@ -223,10 +289,22 @@ SmallVector<Value> quantizedRows(IR &ir, Value a, Value w, Value e, Value p,
   };
   // Whole groups, then the rows of a last partial group (K padded past the
   // weight's input width: its scales are zero).
+  Value groupSize = ir.idx(q.groupSize);
+  if (kBound) {
+    // The bound's whole groups, then its partial one (none when the bound is
+    // a multiple of the group size), whose length may be odd.
+    Value whole = arith::DivUIOp::create(ir.b, kBound, groupSize);
+    Value tail = ir.sub(kBound, ir.mul(whole, groupSize));
+    Value end = arith::DivUIOp::create(
+        ir.b, ir.add(kBound, ir.idx(q.groupSize - 1)), groupSize);
+    SmallVector<Value> acc = groups(ir.idx(0), whole, groupSize, false, init);
+    return groups(whole, end, tail, nibbles, acc);
+  }
   int64_t whole = K / q.groupSize, tail = K % q.groupSize;
-  SmallVector<Value> acc = groups(0, whole, q.groupSize, init);
+  SmallVector<Value> acc =
+      groups(ir.idx(0), ir.idx(whole), groupSize, false, init);
   if (tail)
-    acc = groups(whole, 1, tail, acc);
+    acc = groups(ir.idx(whole), ir.idx(whole + 1), ir.idx(tail), false, acc);
   return acc;
 }
 
@@ -250,7 +328,8 @@ void panelMatmul(IR &ir, Value a, Value w, Value e, Value p, int64_t K,
       SmallVector<Value> init(rows, ir.vf(0.0, P));
       SmallVector<Value> acc;
       if (quant) {
-        acc = quantizedRows(ir, a, w, e, p, K, P, r0, init, *quant);
+        acc = quantizedRows(ir, a, w, e, p, K, P, r0, init, *quant, upColumn,
+                            kBound);
       } else {
         ValueRange sums =
             ir.forLoop(ir.idx(0), kBound ? kBound : ir.idx(K), ir.idx(1), init,
@@ -287,6 +366,10 @@ struct FfnViews {
   /// memref<E x i64>: each expert's width (LayerPlan::expertWidths); null when
   /// every expert has the full width.
   Value widths;
+  /// Compact experts (PackedFfn::compact): memref<(E + 1) x i64> prefix sums
+  /// of the experts' w1 panels, w2 stored rows and w2 groups (null without
+  /// integer levels), where each expert's part of those tensors starts.
+  Value firstPanelStart, downRowStart, downGroupStart;
 };
 
 std::optional<QuantizedPanel>
@@ -295,6 +378,7 @@ viewQuantization(ImplicitLocOpBuilder &b, Value weights,
   if (!q)
     return std::nullopt;
   QuantizedPanel panel;
+  panel.format = q->format;
   panel.bits = q->bits;
   panel.groupSize = q->groupSize;
   panel.roundToBF16 = q->roundToBF16;
@@ -323,6 +407,67 @@ Value expertWidth(IR &ir, const FfnViews &v, Value e) {
                                     ir.load(v.widths, {e}));
 }
 
+/// Expert `e`'s part of a compact tensor (PackedWidths) as the
+/// [1][panels][rows][P] memref the matmuls read as expert 0. `start` holds the
+/// prefix sums locating it: in panels of `rows` rows (the first projection,
+/// whose panels all have K rows), or with `rowsPerExpert` in rows of each of
+/// `panels` panels (the down projection: expert e has start[e + 1] - start[e]).
+Value compactPart(IR &ir, Value tensor, Value start, Value e, int64_t panels,
+                  int64_t rows, int64_t P, bool rowsPerExpert) {
+  auto loadIndex = [&](Value i) -> Value {
+    return arith::IndexCastOp::create(ir.b, ir.b.getIndexType(),
+                                      ir.load(start, {i}));
+  };
+  Value first = loadIndex(e), rowCount = ir.idx(rows);
+  Value offset = ir.mul(first, ir.idx(rows * P));
+  if (rowsPerExpert) {
+    rowCount = ir.sub(loadIndex(ir.add(e, ir.idx(1))), first);
+    offset = ir.mul(first, ir.idx(panels * P));
+  }
+  Value panelStride = ir.mul(rowCount, ir.idx(P));
+  int64_t dyn = ShapedType::kDynamic;
+  auto type = MemRefType::get(
+      {1, panels, dyn, P}, cast<MemRefType>(tensor.getType()).getElementType(),
+      StridedLayoutAttr::get(ir.b.getContext(), dyn, {dyn, dyn, P, 1}));
+  return memref::ReinterpretCastOp::create(
+      ir.b, type, tensor, OpFoldResult(offset),
+      {ir.b.getIndexAttr(1), ir.b.getIndexAttr(panels), rowCount,
+       ir.b.getIndexAttr(P)},
+      {ir.mul(panelStride, ir.idx(panels)), panelStride, ir.b.getIndexAttr(P),
+       ir.b.getIndexAttr(1)});
+}
+
+/// What expert `e`'s first (or down) projection reads: the weights, the
+/// expert index to read them at, and their scales and zero points.
+struct ExpertWeights {
+  Value w, expert;
+  std::optional<QuantizedPanel> q;
+};
+
+ExpertWeights expertWeights(IR &ir, const PackedFfn &f, const FfnViews &v,
+                            Value e, bool first, int64_t P) {
+  ExpertWeights weights{first ? v.w1 : v.w2, e, first ? v.q1 : v.q2};
+  if (!f.compact)
+    return weights;
+  // Compact tensors: the expert's own part, read as expert 0.
+  auto part = [&](Value tensor, Value start, const PackedTensor &packed) {
+    return first ? compactPart(ir, tensor, start, e, f.panels1, packed.shape[1],
+                               P, false)
+                 : compactPart(ir, tensor, start, e, f.panels2, 0, P, true);
+  };
+  const std::optional<PackedQuantization> &q = first ? f.q1 : f.q2;
+  weights.expert = ir.idx(0);
+  weights.w = part(weights.w, first ? v.firstPanelStart : v.downRowStart,
+                   first ? *f.w1 : *f.w2);
+  if (q) {
+    Value start = first ? v.firstPanelStart : v.downGroupStart;
+    weights.q->scales = part(weights.q->scales, start, *q->scales);
+    if (q->zeros)
+      weights.q->zeros = part(weights.q->zeros, start, *q->zeros);
+  }
+  return weights;
+}
+
 /// Both projections of a feed-forward over the rows [offsets[e], offsets[e+1])
 /// of `a` (memref<? x H x f32>) for every expert e: h (memref<? x Kpad x f32>)
 /// then y (memref<? x Hpad x f32>). `rowScales` (memref<? x f32>) scales each
@@ -345,8 +490,9 @@ void emitFfn(IR &ir, const PackedFfn &f, const FfnViews &v, Value a,
       end = arith::SelectOp::create(ir.b, needed, end, begin);
     }
     // Latent experts: `a` holds z rows and w1 the factors, K = rank.
+    ExpertWeights w1 = expertWeights(ir, f, v, e, /*first=*/true, P);
     panelMatmul(
-        ir, a, v.w1, e, p, f.latent ? f.latent->rank : f.hidden, P,
+        ir, a, w1.w, w1.expert, p, f.latent ? f.latent->rank : f.hidden, P,
         shape.rowTile, begin, end,
         [&](IR &ir, Value row, Value acc) {
           if (rowScales)
@@ -370,7 +516,7 @@ void emitFfn(IR &ir, const PackedFfn &f, const FfnViews &v, Value a,
           vector::StoreOp::create(ir.b, out, h,
                                   ValueRange{row, ir.mul(p, ir.idx(columns))});
         },
-        v.q1, f.latent ? f.latent->upColumn : 0);
+        w1.q, f.latent ? f.latent->upColumn : 0);
   });
   ir.parallel({ir.idx(f.panels2), ir.idx(f.numExperts)}, [&](IR &ir,
                                                              ValueRange ivs) {
@@ -380,8 +526,9 @@ void emitFfn(IR &ir, const PackedFfn &f, const FfnViews &v, Value a,
     // h is read up to the expert's width only: its later columns were not
     // computed (skipped panels) or belong to removed channels.
     Value kBound = v.widths ? expertWidth(ir, v, e) : Value();
+    ExpertWeights w2 = expertWeights(ir, f, v, e, /*first=*/false, P);
     panelMatmul(
-        ir, h, v.w2, e, p, f.widthPadded, P, shape.rowTile, begin, end,
+        ir, h, w2.w, w2.expert, p, f.widthPadded, P, shape.rowTile, begin, end,
         [&](IR &ir, Value row, Value acc) {
           if (v.b2)
             acc = ir.add(acc, vector::LoadOp::create(
@@ -390,7 +537,7 @@ void emitFfn(IR &ir, const PackedFfn &f, const FfnViews &v, Value a,
           vector::StoreOp::create(ir.b, acc, y,
                                   ValueRange{row, ir.mul(p, ir.idx(P))});
         },
-        v.q2, /*upColumn=*/0, kBound);
+        w2.q, /*upColumn=*/0, kBound);
   });
 }
 
@@ -507,13 +654,6 @@ struct ScratchLayout {
 LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
                                      const PackedLayer &packed,
                                      const KernelShape &shape) {
-  // The second projection's K loop stops at each expert's width, which the
-  // group-wise integer path (whole groups of k rows) cannot do yet.
-  if (!plan.expertWidths.empty() && packed.experts.q2)
-    return func::FuncOp(plan.function).emitOpError()
-           << "has experts of different widths (expert_widths) and integer "
-              "down projections; the CPU code generator bounds the down "
-              "projection by each expert's width for float weights only";
   MLIRContext *ctx = module.getContext();
   ctx->loadDialect<arith::ArithDialect, func::FuncDialect, LLVM::LLVMDialect,
                    math::MathDialect, memref::MemRefDialect, scf::SCFDialect,
@@ -635,6 +775,10 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
     int64_t Z = latent->widthPadded, P = shape.panelWidth;
     z = carve(ScratchLayout::Latent, {dyn, latent->groups * Z}, f32);
     Value basis = viewTensor(b, weights, *latent->basis);
+    // Quantized bases (latent-basis=quantize): integer levels, one "expert"
+    // per group.
+    std::optional<QuantizedPanel> basisQuantization =
+        viewQuantization(b, weights, latent->basisQuantization);
     ir.parallel(
         {ir.idx(latent->panels), ir.idx(latent->groups)},
         [&](IR &ir, ValueRange ivs) {
@@ -644,7 +788,8 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
               ir, x, basis, g, p, H, P, shape.rowTile, ir.idx(0), T,
               [&](IR &ir, Value row, Value acc) {
                 vector::StoreOp::create(ir.b, acc, z, ValueRange{row, column});
-              });
+              },
+              basisQuantization);
         });
   }
 
@@ -731,23 +876,43 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
   Value h = carve(ScratchLayout::H, {dyn, experts.widthPadded}, f32);
   Value y = carve(ScratchLayout::Y, {dyn, experts.hiddenPadded}, f32);
   FfnViews expertViews = viewFfn(b, weights, experts);
-  if (!plan.expertWidths.empty()) {
-    // Experts of different widths (micro-expert pruning): a constant table
-    // the projections bound their work by.
-    int64_t E = plan.expertWidths.size();
+  // A constant i64 table compiled into the code.
+  auto constantTable = [&](StringRef suffix, ArrayRef<int64_t> values) {
     std::string name =
-        "moe_layer_" + std::to_string(plan.layerIndex) + "_expert_widths";
-    auto widthsType = MemRefType::get({E}, i64);
+        "moe_layer_" + std::to_string(plan.layerIndex) + "_" + suffix.str();
+    auto type = MemRefType::get({int64_t(values.size())}, i64);
     {
       OpBuilder::InsertionGuard guard(b);
       b.setInsertionPointToStart(module.getBody());
       memref::GlobalOp::create(
-          b, name, b.getStringAttr("private"), widthsType,
-          DenseElementsAttr::get(RankedTensorType::get({E}, i64),
-                                 ArrayRef<int64_t>(plan.expertWidths)),
+          b, name, b.getStringAttr("private"), type,
+          DenseElementsAttr::get(
+              RankedTensorType::get({int64_t(values.size())}, i64), values),
           /*constant=*/true, b.getI64IntegerAttr(64));
     }
-    expertViews.widths = memref::GetGlobalOp::create(b, widthsType, name);
+    return memref::GetGlobalOp::create(b, type, name).getResult();
+  };
+  // Experts of different widths (micro-expert pruning): a table the
+  // projections bound their work by.
+  if (!plan.expertWidths.empty())
+    expertViews.widths = constantTable("expert_widths", plan.expertWidths);
+  // Compact experts: where each expert's part of w1 and w2 starts.
+  if (const std::optional<PackedWidths> &compact = experts.compact) {
+    SmallVector<int64_t> panels{0}, rows{0}, groups{0};
+    bool nibbles = experts.q2 && experts.q2->bits == 4;
+    for (auto [firstPanels, downRows] :
+         llvm::zip_equal(compact->firstPanels, compact->downRows)) {
+      panels.push_back(panels.back() + firstPanels);
+      rows.push_back(rows.back() +
+                     (nibbles ? llvm::divideCeil(downRows, 2) : downRows));
+      if (experts.q2)
+        groups.push_back(groups.back() +
+                         llvm::divideCeil(downRows, experts.q2->groupSize));
+    }
+    expertViews.firstPanelStart = constantTable("w1_panel_starts", panels);
+    expertViews.downRowStart = constantTable("w2_row_starts", rows);
+    if (experts.q2)
+      expertViews.downGroupStart = constantTable("w2_group_starts", groups);
   }
   emitFfn(ir, experts, expertViews, permuted, offsets, rowScales, h, y, shape);
 

@@ -15,11 +15,62 @@ static FfnPlan ffnPlan(FfnAttr ffn, Value gate, Value up, Value down,
   return FfnPlan::get(ffn, gate, up, down, gateBias, upBias, downBias, stacked);
 }
 
+/// The value `value` quantizes when it is an integer quantization recorded by
+/// a pass (moe.dequantize #moe.int_group of one moe.quantize); else `value`.
+static Value unquantized(Value value) {
+  auto dequant = value.getDefiningOp<DequantizeOp>();
+  if (!dequant || !isa<IntGroupEncodingAttr>(dequant.getEncoding()))
+    return value;
+  QuantizeOp quant;
+  for (Value stored : dequant.getStorage()) {
+    auto storedBy = stored.getDefiningOp<QuantizeOp>();
+    if (!storedBy || (quant && storedBy != quant))
+      return value;
+    quant = storedBy;
+  }
+  return quant ? quant.getInput() : value;
+}
+
+/// The moe.factorize result a latent product's factor or basis `value` holds:
+/// the result itself, or its integer quantization (moe-quantize-experts), for
+/// factors possibly in runs of experts concatenated in order (super experts
+/// kept at 8 bits). Null otherwise. The weight packer reads the levels of a
+/// quantized one (WeightMaterializer::getIntGroup), so its kernels compute
+/// what the IR's dequantization does.
+static Value factorizeResult(Value value) {
+  value = unquantized(value);
+  if (auto concat = value.getDefiningOp<tensor::ConcatOp>()) {
+    if (concat.getDim() != 0)
+      return {};
+    Value source;
+    int64_t next = 0;
+    for (Value input : concat.getInputs()) {
+      auto slice = unquantized(input).getDefiningOp<tensor::ExtractSliceOp>();
+      if (!slice || (source && slice.getSource() != source) ||
+          ShapedType::isDynamicShape(slice.getStaticOffsets()) ||
+          ShapedType::isDynamicShape(slice.getStaticSizes()) ||
+          slice.getStaticOffsets()[0] != next ||
+          slice.getStaticStrides()[0] != 1 ||
+          slice.getResultType().getShape().drop_front() !=
+              slice.getSourceType().getShape().drop_front())
+        return {};
+      source = slice.getSource();
+      next += slice.getStaticSizes()[0];
+    }
+    if (!source ||
+        next != cast<RankedTensorType>(source.getType()).getDimSize(0))
+      return {};
+    value = source;
+  }
+  return value.getDefiningOp<FactorizeOp>() ? value : Value();
+}
+
 /// The latent form of the experts' first projection, when every gate and up
-/// row is an f32 moe.latent_product of moe.factorize results with one rank and
-/// one number of bases: then x B^T followed by A_e is the IR's function up to
-/// f32 rounding (a bf16 product would round each weight, which the latent form
-/// cannot). Anything else is computed from the materialized product.
+/// row is an f32 moe.latent_product of moe.factorize results (or of their
+/// integer quantizations) with one rank and one number of bases: then x B^T
+/// followed by A_e is the IR's function up to f32 rounding (a bf16 product
+/// would round each weight, which the latent form cannot). Anything else is
+/// computed from the materialized product.
 static std::optional<LatentPlan> latentPlan(const FfnPlan &experts) {
   LatentPlan latent;
   // The factorization whose product `value` is, added to `latent` once.
@@ -27,14 +78,15 @@ static std::optional<LatentPlan> latentPlan(const FfnPlan &experts) {
     auto product = value.getDefiningOp<LatentProductOp>();
     if (!product || !product.getResult().getType().getElementType().isF32())
       return std::nullopt;
-    auto factorize = product.getFactors().getDefiningOp<FactorizeOp>();
-    if (!factorize || product.getBasis() != factorize.getBasis() ||
-        product.getFactors() != factorize.getFactors())
+    Value source = factorizeResult(product.getFactors());
+    auto factorize = source ? source.getDefiningOp<FactorizeOp>() : nullptr;
+    if (!factorize || source != factorize.getFactors() ||
+        factorizeResult(product.getBasis()) != factorize.getBasis())
       return std::nullopt;
     for (auto [i, factors] : llvm::enumerate(latent.factors))
-      if (factors == factorize.getFactors())
+      if (factors == product.getFactors())
         return int64_t(i);
-    RankedTensorType basis = factorize.getBasis().getType();
+    RankedTensorType basis = product.getBasis().getType();
     if (latent.factors.empty()) {
       latent.rank = factorize.getRank();
       latent.groups = basis.getDimSize(0);
@@ -43,13 +95,13 @@ static std::optional<LatentPlan> latentPlan(const FfnPlan &experts) {
                basis.getElementType() !=
                    cast<RankedTensorType>(latent.bases[0].getType())
                        .getElementType() ||
-               factorize.getFactors().getType().getElementType() !=
+               product.getFactors().getType().getElementType() !=
                    cast<RankedTensorType>(latent.factors[0].getType())
                        .getElementType()) {
       return std::nullopt;
     }
-    latent.factors.push_back(factorize.getFactors());
-    latent.bases.push_back(factorize.getBasis());
+    latent.factors.push_back(product.getFactors());
+    latent.bases.push_back(product.getBasis());
     return int64_t(latent.factors.size()) - 1;
   };
   GluLayout glu = experts.ffn.getGlu();

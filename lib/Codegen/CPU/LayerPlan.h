@@ -35,7 +35,9 @@ struct LatentPlan {
   int64_t groups = 0; // bases per factorization
   /// The factorizations' A [E, N, R] and B [groups, R, H], in the order their
   /// bases are stacked in z: one (gate and up factorized together, or no
-  /// gate) or two (gate's, then up's).
+  /// gate) or two (gate's, then up's). Each is a moe.factorize result or its
+  /// #moe.int_group dequantization (moe-quantize-experts after
+  /// moe-latent-factorize), whose levels the packer keeps.
   SmallVector<Value, 2> factors, bases;
   /// Which factorization a half of the first projection reads, and the row
   /// of its A where the half's row 0 is.
@@ -58,7 +60,8 @@ struct LayerPlan {
   std::optional<double> capacityFactor;
   FfnPlan experts;
   /// Set when the experts' gate and up are all latent products the latent
-  /// form computes exactly (f32 products of plain moe.factorize results).
+  /// form computes exactly (f32 products of moe.factorize results, plain or
+  /// integer-quantized).
   std::optional<LatentPlan> latent;
   std::optional<FfnPlan> shared;
   Value sharedSigmoidGate;

@@ -38,9 +38,10 @@ void append(std::vector<uint8_t> &bytes, moe_dtype dtype, double value) {
 }
 
 /// Produces a stacked tensor one expert at a time: `load(source, e)` reads
-/// what expert e's bytes are made of, `body(matrices, bytes)` lays them out,
-/// and each expert's bytes go to `emit` before the next is read (memory stays
-/// bounded by one expert).
+/// what expert e's bytes are made of, `body(matrices, bytes)` (or
+/// `body(matrices, bytes, e)`, for layouts whose experts differ) lays them
+/// out, and each expert's bytes go to `emit` before the next is read (memory
+/// stays bounded by one expert).
 template <typename Body, typename Load>
 LogicalResult streamExperts(const ::moe::Checkpoint &checkpoint, int64_t E,
                             const std::function<void(ArrayRef<uint8_t>)> &emit,
@@ -51,10 +52,34 @@ LogicalResult streamExperts(const ::moe::Checkpoint &checkpoint, int64_t E,
     if (failed(matrices))
       return failure();
     std::vector<uint8_t> bytes;
-    body(*matrices, bytes);
+    if constexpr (std::is_invocable_v<Body &, decltype(*matrices) &,
+                                      std::vector<uint8_t> &, int64_t>)
+      body(*matrices, bytes, e);
+    else
+      body(*matrices, bytes);
     emit(bytes);
   }
   return success();
+}
+
+/// The fp8 (e4m3) or mxfp4 encoding whose codes a projection with K rows per
+/// panel keeps (getFloatCodeEncoding), `gate` (when separate) stored like
+/// `up`; null when it stays dense. A last partial group of k rows reads
+/// zero-padded codes; e2m1 codes pair k rows, so K must be even. The kernels
+/// round dequantized weights to bf16 or not at all, so other result types
+/// stay dense.
+Attribute floatCodesKept(Value up, Value gate, int64_t K) {
+  using reference::WeightMaterializer;
+  Attribute encoding = WeightMaterializer::getFloatCodeEncoding(up);
+  if (!encoding ||
+      (gate && WeightMaterializer::getFloatCodeEncoding(gate) != encoding))
+    return {};
+  Type element = getElementTypeOrSelf(up.getType());
+  if (!element.isF32() && !element.isBF16())
+    return {};
+  if (isa<Mxfp4EncodingAttr>(encoding) && K % 2)
+    return {};
+  return encoding;
 }
 
 moe_dtype packedType(Value weight) {
@@ -94,17 +119,57 @@ const PackedTensor *WeightPacker::declare(std::string name, moe_dtype dtype,
 }
 
 PackedQuantization WeightPacker::planQuantized(
-    const std::string &name, IntGroupEncodingAttr encoding, int64_t E,
-    int64_t panels, int64_t K, int64_t P, const ColumnSource &columnSource,
-    const FfnPlan &plan, reference::ExpertPart part, bool roundToBF16,
-    const PackedTensor *&levels) {
+    const std::string &name, Attribute encoding, int64_t E, int64_t panels,
+    int64_t K, int64_t P, const ColumnSource &columnSource, const FfnPlan &plan,
+    reference::ExpertPart part, bool roundToBF16, const PackedTensor *&levels,
+    const PackedWidths *compact) {
   PackedQuantization q;
-  q.bits = encoding.getBits();
-  q.groupSize = encoding.getGroupSize();
-  q.groups = llvm::divideCeil(K, q.groupSize);
   q.roundToBF16 = roundToBF16;
-  bool symmetric = encoding.getSymmetric(), nibbles = q.bits == 4;
-  int64_t G = q.groupSize, groups = q.groups;
+  bool symmetric = true;
+  if (auto intGroup = dyn_cast<IntGroupEncodingAttr>(encoding)) {
+    q.bits = intGroup.getBits();
+    q.groupSize = intGroup.getGroupSize();
+    symmetric = intGroup.getSymmetric();
+  } else if (auto fp8 = dyn_cast<Fp8BlockEncodingAttr>(encoding)) {
+    q.format = LevelFormat::E4M3;
+    q.groupSize = fp8.getBlockCols();
+  } else {
+    q.format = LevelFormat::E2M1;
+    q.bits = 4;
+    q.groupSize = 32;
+    // An e2m1 value times a power of two is exact in bf16, so the rounding
+    // the IR asks for changes nothing and the scale can apply per group.
+    q.roundToBF16 = false;
+  }
+  q.groups = llvm::divideCeil(K, q.groupSize);
+  // Codes are stored as they are: no shift, no zero points. The file says
+  // what the bytes are: e4m3 values, e2m1 pairs, or integer levels.
+  bool codes = q.format != LevelFormat::Int, nibbles = q.bits == 4;
+  moe_dtype levelsType = q.format == LevelFormat::E4M3   ? MOE_DTYPE_F8_E4M3
+                         : q.format == LevelFormat::E2M1 ? MOE_DTYPE_U8
+                                                         : MOE_DTYPE_I8;
+  int64_t G = q.groupSize;
+  // Each expert's panels and K: all alike, or its own in the compact layout
+  // (the first projection drops panels, the down projection k rows).
+  bool down = part == reference::ExpertPart::Down;
+  std::vector<int64_t> expertPanels(E, panels), expertK(E, K);
+  if (compact && down)
+    expertK = compact->downRows;
+  else if (compact)
+    expertPanels = compact->firstPanels;
+  auto levelRows = [=](int64_t k) {
+    return nibbles ? llvm::divideCeil(k, 2) : k;
+  };
+  auto shapeOf = [=](auto rowsOf) -> std::vector<int64_t> {
+    if (!compact)
+      return {E, panels, rowsOf(K), P};
+    int64_t total = 0;
+    for (int64_t e = 0; e < E; ++e)
+      total += down ? rowsOf(expertK[e]) : expertPanels[e];
+    if (down)
+      return {panels * total, P};
+    return {total, rowsOf(K), P};
+  };
   // Each tensor walks every expert once, reading only its integer view.
   auto forEachExpert = [this, plan, E, part](const Emit &emit, auto body) {
     return streamExperts(*checkpoint, E, emit, body,
@@ -120,6 +185,8 @@ PackedQuantization WeightPacker::planQuantized(
   // signed byte.
   using Values = reference::WeightMaterializer::IntGroupValues;
   auto shiftOf = [=](const Values &v) -> int {
+    if (codes)
+      return 0;
     if (nibbles)
       return symmetric ? -8 : 0;
     for (double level : v.levels.data)
@@ -151,26 +218,27 @@ PackedQuantization WeightPacker::planQuantized(
       return 0; // padding: its scale and offset are zero
     return int(v->levels.row(row)[k]) - shifts.of(v);
   };
-  levels = declare(
-      name, MOE_DTYPE_I8, {E, panels, nibbles ? K / 2 : K, P},
-      [=](const Emit &emit) {
-        return forEachExpert(emit, [&](const reference::ExpertIntGroups &m,
-                                       std::vector<uint8_t> &bytes) {
-          Shifts shifts = shiftsOf(m);
-          for (int64_t p = 0; p < panels; ++p)
-            for (int64_t k = 0; k < K; k += nibbles ? 2 : 1)
-              for (int64_t c = 0; c < P; ++c) {
-                int64_t row;
-                const auto *v = columnSource(m, p, c, row);
-                if (nibbles)
-                  bytes.push_back(
-                      uint8_t((stored(v, shifts, row, k) & 0xF) |
-                              (stored(v, shifts, row, k + 1) << 4)));
-                else
-                  bytes.push_back(uint8_t(int8_t(stored(v, shifts, row, k))));
-              }
-        });
-      });
+  levels = declare(name, levelsType, shapeOf(levelRows), [=](const Emit &emit) {
+    return forEachExpert(emit, [&](const reference::ExpertIntGroups &m,
+                                   std::vector<uint8_t> &bytes, int64_t e) {
+      Shifts shifts = shiftsOf(m);
+      int64_t expertRows = expertK[e];
+      for (int64_t p = 0; p < expertPanels[e]; ++p)
+        for (int64_t k = 0; k < expertRows; k += nibbles ? 2 : 1)
+          for (int64_t c = 0; c < P; ++c) {
+            int64_t row;
+            const auto *v = columnSource(m, p, c, row);
+            // An odd compact K leaves the last byte's high nibble unused.
+            if (nibbles)
+              bytes.push_back(uint8_t((stored(v, shifts, row, k) & 0xF) |
+                                      (k + 1 < expertRows
+                                           ? stored(v, shifts, row, k + 1) << 4
+                                           : 0)));
+            else
+              bytes.push_back(uint8_t(int8_t(stored(v, shifts, row, k))));
+          }
+    });
+  });
   auto scaleOrZero = [=](const Values *v, const Shifts &shifts, int64_t row,
                          int64_t g, bool zeroPoint) -> double {
     if (!v || g * G >= v->levels.dim(1))
@@ -181,14 +249,16 @@ PackedQuantization WeightPacker::planQuantized(
     return zero - shifts.of(v);
   };
   auto groupTensor = [&](const std::string &suffix, bool zeroPoint) {
+    auto groupsOf = [=](int64_t k) { return llvm::divideCeil(k, G); };
     return declare(
-        name + suffix, MOE_DTYPE_F32, {E, panels, groups, P},
+        name + suffix, MOE_DTYPE_F32, shapeOf(groupsOf),
         [=](const Emit &emit) {
           return forEachExpert(emit, [&](const reference::ExpertIntGroups &m,
-                                         std::vector<uint8_t> &bytes) {
+                                         std::vector<uint8_t> &bytes,
+                                         int64_t e) {
             Shifts shifts = shiftsOf(m);
-            for (int64_t p = 0; p < panels; ++p)
-              for (int64_t g = 0; g < groups; ++g)
+            for (int64_t p = 0; p < expertPanels[e]; ++p)
+              for (int64_t g = 0; g < groupsOf(expertK[e]); ++g)
                 for (int64_t c = 0; c < P; ++c) {
                   int64_t row;
                   const auto *v = columnSource(m, p, c, row);
@@ -199,16 +269,15 @@ PackedQuantization WeightPacker::planQuantized(
         });
   };
   q.scales = groupTensor(".scales", false);
-  if (nibbles || !symmetric)
+  if (!codes && (nibbles || !symmetric))
     q.zeros = groupTensor(".zeros", true);
   return q;
 }
 
-PackedLatent WeightPacker::planLatent(const std::string &prefix,
-                                      const LatentPlan &latent,
-                                      const FfnPlan &ffn, int64_t hidden,
-                                      int64_t panels1,
-                                      const PackedTensor *&factors) {
+PackedLatent WeightPacker::planLatent(
+    const std::string &prefix, const LatentPlan &latent, const FfnPlan &ffn,
+    int64_t hidden, int64_t panels1, const PackedTensor *&factors,
+    std::optional<PackedQuantization> &factorsQuantization) {
   int64_t P = options.panelWidth, R = latent.rank, groups = latent.groups;
   int64_t E = ffn.numExperts, width = ffn.width;
   int64_t parts = int64_t(latent.factors.size());
@@ -229,35 +298,108 @@ PackedLatent WeightPacker::planLatent(const std::string &prefix,
       sources.emplace_back(*checkpoint);
     return sources;
   };
+  // Factors or bases that moe-quantize-experts quantized keep their levels
+  // when all of them share one #moe.int_group encoding whose groups tile K.
+  auto keptEncoding = [&](ArrayRef<Value> values,
+                          int64_t K) -> IntGroupEncodingAttr {
+    if (!options.keepIntGroups || options.expertsAsBF16)
+      return {};
+    IntGroupEncodingAttr common;
+    for (Value value : values) {
+      IntGroupEncodingAttr encoding =
+          reference::WeightMaterializer::getIntGroupEncoding(value);
+      if (!encoding || (common && encoding != common))
+        return {};
+      common = encoding;
+    }
+    if (K % common.getGroupSize() != 0 || (common.getBits() == 4 && K % 2))
+      return {};
+    return common;
+  };
+  // The integer levels are read through loadExpertIntGroups: a plan whose
+  // gate and up are the first and last factorization's values (read whole,
+  // never split as a fused weight would be).
+  auto levelsPlan = [&](ArrayRef<Value> values, int64_t count) {
+    FfnPlan levels = ffn;
+    levels.gate = values.front();
+    levels.up = values.back();
+    levels.numExperts = count;
+    return levels;
+  };
+  using IntGroupValues = reference::WeightMaterializer::IntGroupValues;
   // Column n of group g's z: row n % R of factorization n / R's basis.
-  moe_dtype basisType = packedType(latent.bases[0]);
-  packed.basis = declare(
-      prefix + "latent_basis", basisType, {groups, panels, hidden, P},
-      [=](const Emit &emit) {
-        std::vector<reference::WeightMaterializer> sources = materializers();
-        for (int64_t g = 0; g < groups; ++g) {
-          SmallVector<RefTensor, 2> bases;
-          for (int64_t i = 0; i < parts; ++i) {
-            FailureOr<RefTensor> basis = sources[i].get(plan.bases[i], g);
-            if (failed(basis))
-              return failure();
-            bases.push_back(std::move(*basis));
+  if (IntGroupEncodingAttr encoding = keptEncoding(latent.bases, hidden)) {
+    packed.basisQuantization = planQuantized(
+        prefix + "latent_basis", encoding, groups, panels, hidden, P,
+        [=](const reference::ExpertIntGroups &m, int64_t p, int64_t c,
+            int64_t &row) -> const IntGroupValues * {
+          int64_t n = p * P + c;
+          if (n >= parts * R)
+            return nullptr;
+          row = n % R;
+          return n / R == 0 ? &*m.gate : &m.up;
+        },
+        levelsPlan(plan.bases, groups), reference::ExpertPart::First,
+        cast<RankedTensorType>(latent.bases[0].getType())
+            .getElementType()
+            .isBF16(),
+        packed.basis);
+  } else {
+    moe_dtype basisType = packedType(latent.bases[0]);
+    packed.basis = declare(
+        prefix + "latent_basis", basisType, {groups, panels, hidden, P},
+        [=](const Emit &emit) {
+          std::vector<reference::WeightMaterializer> sources = materializers();
+          for (int64_t g = 0; g < groups; ++g) {
+            SmallVector<RefTensor, 2> bases;
+            for (int64_t i = 0; i < parts; ++i) {
+              FailureOr<RefTensor> basis = sources[i].get(plan.bases[i], g);
+              if (failed(basis))
+                return failure();
+              bases.push_back(std::move(*basis));
+            }
+            std::vector<uint8_t> bytes;
+            for (int64_t p = 0; p < panels; ++p)
+              for (int64_t k = 0; k < hidden; ++k)
+                for (int64_t c = 0; c < P; ++c) {
+                  int64_t n = p * P + c;
+                  append(bytes, basisType,
+                         n < parts * R ? bases[n / R].row(n % R)[k] : 0.0);
+                }
+            emit(bytes);
           }
-          std::vector<uint8_t> bytes;
-          for (int64_t p = 0; p < panels; ++p)
-            for (int64_t k = 0; k < hidden; ++k)
-              for (int64_t c = 0; c < P; ++c) {
-                int64_t n = p * P + c;
-                append(bytes, basisType,
-                       n < parts * R ? bases[n / R].row(n % R)[k] : 0.0);
-              }
-          emit(bytes);
-        }
-        return success();
-      });
+          return success();
+        });
+  }
   // Column c of panel p of the first projection: gate row j (c < P/2) or up
   // row j, as planFfn lays the product out; its K rows are that row of A.
   bool gated = bool(latent.gate);
+  auto factorRow = [=](int64_t p, int64_t c, bool &isGate) {
+    isGate = gated && c < P / 2;
+    return gated ? p * (P / 2) + (isGate ? c : c - P / 2) : p * P + c;
+  };
+  if (IntGroupEncodingAttr encoding = keptEncoding(latent.factors, R)) {
+    SmallVector<Value, 2> sources{
+        plan.factors[gated ? plan.gate->factorization : plan.up.factorization],
+        plan.factors[plan.up.factorization]};
+    factorsQuantization = planQuantized(
+        prefix + "w1", encoding, E, panels1, R, P,
+        [=](const reference::ExpertIntGroups &m, int64_t p, int64_t c,
+            int64_t &row) -> const IntGroupValues * {
+          bool isGate;
+          int64_t j = factorRow(p, c, isGate);
+          if (j >= width)
+            return nullptr;
+          row = (isGate ? plan.gate->firstRow : plan.up.firstRow) + j;
+          return isGate ? &*m.gate : &m.up;
+        },
+        levelsPlan(sources, E), reference::ExpertPart::First,
+        cast<RankedTensorType>(latent.factors[0].getType())
+            .getElementType()
+            .isBF16(),
+        factors);
+    return packed;
+  }
   moe_dtype factorsType = packedType(latent.factors[0]);
   factors = declare(
       prefix + "w1", factorsType, {E, panels1, R, P}, [=](const Emit &emit) {
@@ -293,7 +435,8 @@ PackedLatent WeightPacker::planLatent(const std::string &prefix,
 
 FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
                                            const FfnPlan &ffn, int64_t hidden,
-                                           const LatentPlan *latent) {
+                                           const LatentPlan *latent,
+                                           ArrayRef<int64_t> widths) {
   PackedFfn packed;
   packed.numExperts = ffn.numExperts;
   packed.hidden = hidden;
@@ -317,6 +460,28 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
   FfnPlan plan = ffn;
   int64_t panels1 = packed.panels1, panels2 = packed.panels2,
           kPad = packed.widthPadded;
+  // Experts of different widths keep only the panels and k rows their widths
+  // reach (PackedWidths); latent factors keep planLatent's layout.
+  if (options.compactWidths && !widths.empty() && !latent) {
+    PackedWidths compact;
+    for (int64_t expertWidth : widths) {
+      compact.firstPanels.push_back(
+          llvm::divideCeil(expertWidth, columnsPerPanel));
+      compact.downRows.push_back(expertWidth);
+    }
+    packed.compact = std::move(compact);
+  }
+  const PackedWidths *compact = packed.compact ? &*packed.compact : nullptr;
+  // Each expert's panels of w1 and k rows of w2, and the tensors' shapes.
+  std::vector<int64_t> firstPanels(E, panels1), downRows(E, kPad);
+  std::vector<int64_t> w1Shape = {E, panels1, hiddenRows, P},
+                       w2Shape = {E, panels2, kPad, P};
+  if (compact) {
+    firstPanels = compact->firstPanels;
+    downRows = compact->downRows;
+    w1Shape = {llvm::sum_of(firstPanels), hiddenRows, P};
+    w2Shape = {panels2 * llvm::sum_of(downRows), P};
+  }
 
   // Column c of panel p of the first projection: gate row j (c < P/2) or up row
   // j.
@@ -343,12 +508,24 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
       int1 = {};
     int2 = reference::WeightMaterializer::getIntGroupEncoding(ffn.down);
   }
+  // What each projection keeps: int_group levels, else fp8/mxfp4 codes.
+  Attribute kept1, kept2;
+  if (int1 && hiddenRows % int1.getGroupSize() == 0 && hiddenRows % 2 == 0)
+    kept1 = int1;
+  if (int2 && kPad % 2 == 0)
+    kept2 = int2;
+  if (options.keepIntGroups && !options.expertsAsBF16) {
+    if (!kept1)
+      kept1 = floatCodesKept(ffn.up, ffn.gate, hiddenRows);
+    if (!kept2)
+      kept2 = floatCodesKept(ffn.down, Value(), kPad);
+  }
   if (latent)
     packed.latent =
-        planLatent(prefix, *latent, ffn, hidden, panels1, packed.w1);
-  else if (int1 && hiddenRows % int1.getGroupSize() == 0 && hiddenRows % 2 == 0)
+        planLatent(prefix, *latent, ffn, hidden, panels1, packed.w1, packed.q1);
+  else if (kept1)
     packed.q1 = planQuantized(
-        prefix + "w1", int1, E, panels1, hiddenRows, P,
+        prefix + "w1", kept1, E, panels1, hiddenRows, P,
         [=](const reference::ExpertIntGroups &m, int64_t p, int64_t c,
             int64_t &row)
             -> const reference::WeightMaterializer::IntGroupValues * {
@@ -360,15 +537,15 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
         },
         plan, reference::ExpertPart::First,
         cast<RankedTensorType>(ffn.up.getType()).getElementType().isBF16(),
-        packed.w1);
+        packed.w1, compact);
   else
     packed.w1 = declare(
-        prefix + "w1", dtype, {E, panels1, hiddenRows, P},
-        [=](const Emit &emit) {
+        prefix + "w1", dtype, w1Shape, [=](const Emit &emit) {
           return forEachExpert(
               emit, reference::ExpertPart::First,
-              [&](reference::ExpertMatrices &m, std::vector<uint8_t> &bytes) {
-                for (int64_t p = 0; p < panels1; ++p)
+              [&](reference::ExpertMatrices &m, std::vector<uint8_t> &bytes,
+                  int64_t e) {
+                for (int64_t p = 0; p < firstPanels[e]; ++p)
                   for (int64_t k = 0; k < hiddenRows; ++k)
                     for (int64_t c = 0; c < P; ++c) {
                       bool isGate;
@@ -396,9 +573,9 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
                   }
               });
         });
-  if (int2 && kPad % 2 == 0)
+  if (kept2)
     packed.q2 = planQuantized(
-        prefix + "w2", int2, E, panels2, kPad, P,
+        prefix + "w2", kept2, E, panels2, kPad, P,
         [=](const reference::ExpertIntGroups &m, int64_t p, int64_t c,
             int64_t &row)
             -> const reference::WeightMaterializer::IntGroupValues * {
@@ -407,15 +584,16 @@ FailureOr<PackedFfn> WeightPacker::planFfn(const std::string &prefix,
         },
         plan, reference::ExpertPart::Down,
         cast<RankedTensorType>(ffn.down.getType()).getElementType().isBF16(),
-        packed.w2);
+        packed.w2, compact);
   else
     packed.w2 = declare(
-        prefix + "w2", downType, {E, panels2, kPad, P}, [=](const Emit &emit) {
+        prefix + "w2", downType, w2Shape, [=](const Emit &emit) {
           return forEachExpert(
               emit, reference::ExpertPart::Down,
-              [&](reference::ExpertMatrices &m, std::vector<uint8_t> &bytes) {
+              [&](reference::ExpertMatrices &m, std::vector<uint8_t> &bytes,
+                  int64_t e) {
                 for (int64_t p = 0; p < panels2; ++p)
-                  for (int64_t k = 0; k < kPad; ++k)
+                  for (int64_t k = 0; k < downRows[e]; ++k)
                     for (int64_t c = 0; c < P; ++c) {
                       int64_t n = p * P + c;
                       append(bytes, downType,
@@ -467,7 +645,8 @@ FailureOr<PackedLayer> WeightPacker::planLayer(const LayerPlan &plan) {
     packed.sigmoidGate = whole(plan.sharedSigmoidGate, "shared_gate");
   FailureOr<PackedFfn> experts =
       planFfn(prefix + "experts.", plan.experts, plan.hidden,
-              options.latentExperts && plan.latent ? &*plan.latent : nullptr);
+              options.latentExperts && plan.latent ? &*plan.latent : nullptr,
+              plan.expertWidths);
   if (failed(experts))
     return failure();
   packed.experts = *experts;

@@ -41,7 +41,15 @@ struct PackedTensor {
 /// are signed bytes [K][P]; 4-bit levels are unsigned nibbles, two k rows a
 /// byte ([K/2][P], even k in the low nibble). Scales and zero points are f32
 /// [groups][P] per panel; zero points are absent for symmetric 8-bit levels.
+///
+/// FP8 and MXFP4 weights are stored the same way with their codes as levels
+/// (`format`): e4m3 bytes (#moe.fp8_block, groups of the block's columns, each
+/// row's scale its block's scale_inv) or e2m1 nibbles (#moe.mxfp4, groups of
+/// 32, scales 2^(e - 127)), never with zero points; kernels decode the codes
+/// with bit operations (codegen::decodeE4m3, decodeE2m1).
+enum class LevelFormat { Int, E4M3, E2M1 };
 struct PackedQuantization {
+  LevelFormat format = LevelFormat::Int;
   int64_t bits = 8;
   int64_t groupSize = 0;
   int64_t groups = 0; // per panel: ceil(K / groupSize)
@@ -64,10 +72,28 @@ struct PackedLatent {
   /// The z column (within the group) where the up half of a gated panel
   /// reads k = 0; the gate half reads from 0 (both 0 with one factorization).
   int64_t upColumn = 0;
+  /// Set when the bases are quantized (moe-quantize-experts
+  /// latent-basis=quantize): `basis` holds their integer levels, one
+  /// "expert" per group, K = H.
+  std::optional<PackedQuantization> basisQuantization;
+};
+
+/// Experts of different widths (LayerPlan::expertWidths) stored compactly
+/// (PackingOptions::compactWidths): each expert keeps only the panels and rows
+/// its width reaches, the experts one after another. Expert e holds
+/// firstPanels[e] panels of w1 (those with a channel below its width) and, in
+/// each of w2's panels, downRows[e] = its width k rows (stored rows halved,
+/// rounded up, for 4-bit levels; groups: ceil(downRows[e] / groupSize)):
+///   w1 [sum firstPanels][Hrows][P], its scales [sum firstPanels][groups][P];
+///   w2 [sum panels2 * stored rows][P], its scales [sum panels2 * groups][P],
+/// expert e's part of w2 being [panels2][its stored rows or groups][P].
+struct PackedWidths {
+  std::vector<int64_t> firstPanels, downRows;
 };
 
 /// A feed-forward's packed weights: w1 [E][panels1][Hrows][P], w2
-/// [E][panels2][Kpad][P] (rows halved for 4-bit levels).
+/// [E][panels2][Kpad][P] (rows halved for 4-bit levels), or the compact layout
+/// of PackedWidths.
 struct PackedFfn {
   int64_t numExperts = 1;
   int64_t hidden = 0, width = 0;
@@ -83,6 +109,8 @@ struct PackedFfn {
   /// Set when the first projection runs in the latent space: w1 is
   /// [E][panels1][rank][P] and reads the dispatched z rows, not x.
   std::optional<PackedLatent> latent;
+  /// Set when w1 and w2 (and their scales and zero points) are compact.
+  std::optional<PackedWidths> compact;
 };
 
 struct PackedLayer {
@@ -114,6 +142,9 @@ struct PackingOptions {
   /// Latent experts (LayerPlan::latent) keep their factors and bases instead
   /// of the product; the code must then compute in the latent space.
   bool latentExperts = false;
+  /// Experts of different widths store only the panels and rows within their
+  /// widths (PackedWidths) instead of the widest expert's rectangle.
+  bool compactWidths = false;
 };
 
 class WeightPacker {
@@ -145,14 +176,20 @@ private:
   using Producer = std::function<LogicalResult(const Emit &emit)>;
   const PackedTensor *declare(std::string name, moe_dtype dtype,
                               std::vector<int64_t> shape, Producer producer);
+  /// `widths`: each expert's width, empty when all have the full width.
   FailureOr<PackedFfn> planFfn(const std::string &prefix, const FfnPlan &ffn,
                                int64_t hidden,
-                               const LatentPlan *latent = nullptr);
+                               const LatentPlan *latent = nullptr,
+                               llvm::ArrayRef<int64_t> widths = {});
   /// Declares the stacked bases of `latent` and the factors as w1 (columns as
-  /// `firstRow` maps them: gate row j of panel p, or up row j).
-  PackedLatent planLatent(const std::string &prefix, const LatentPlan &latent,
-                          const FfnPlan &ffn, int64_t hidden, int64_t panels1,
-                          const PackedTensor *&factors);
+  /// `firstRow` maps them: gate row j of panel p, or up row j). Integer
+  /// factors keep their levels (`factorsQuantization`, K = rank), and so do
+  /// integer bases (PackedLatent::basisQuantization).
+  PackedLatent
+  planLatent(const std::string &prefix, const LatentPlan &latent,
+             const FfnPlan &ffn, int64_t hidden, int64_t panels1,
+             const PackedTensor *&factors,
+             std::optional<PackedQuantization> &factorsQuantization);
   /// Which integer rows feed column c of panel p (null for padding; `row` is
   /// set to the row within the returned values).
   using ColumnSource =
@@ -160,14 +197,18 @@ private:
           const reference::ExpertIntGroups &, int64_t p, int64_t c,
           int64_t &row)>;
   /// Declares the integer levels (into `levels`), scales and offsets of a
-  /// projection with K rows per panel.
-  PackedQuantization planQuantized(const std::string &name,
-                                   IntGroupEncodingAttr encoding, int64_t E,
-                                   int64_t panels, int64_t K, int64_t P,
-                                   const ColumnSource &columnSource,
+  /// projection with K rows per panel; with `compact`, in its layout (the
+  /// first projection: each expert's panels; the down projection: each
+  /// expert's K).
+  /// `encoding` is an #moe.int_group, or the #moe.fp8_block or #moe.mxfp4
+  /// of getFloatCodeEncoding.
+  PackedQuantization planQuantized(const std::string &name, Attribute encoding,
+                                   int64_t E, int64_t panels, int64_t K,
+                                   int64_t P, const ColumnSource &columnSource,
                                    const FfnPlan &plan,
                                    reference::ExpertPart part, bool roundToBF16,
-                                   const PackedTensor *&levels);
+                                   const PackedTensor *&levels,
+                                   const PackedWidths *compact = nullptr);
 
   const ::moe::Checkpoint *checkpoint;
   PackingOptions options;
