@@ -109,6 +109,8 @@ bool quantizedByPass(Value weight) {
     });
   if (auto slice = dyn_cast<tensor::ExtractSliceOp>(op))
     return quantizedByPass(slice.getSource());
+  if (auto select = dyn_cast<SelectChannelsOp>(op))
+    return quantizedByPass(select.getInput());
   if (auto concat = dyn_cast<tensor::ConcatOp>(op))
     return llvm::any_of(concat.getInputs(), quantizedByPass);
   return false;

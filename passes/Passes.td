@@ -51,9 +51,9 @@ def MoEQuantizeExperts : Pass<"moe-quantize-experts"> {
   let description = [{
     Every gate, up and down weight of routed and shared experts (moe.layer, moe.experts,
     moe.shared_expert) becomes its quantized storage and its dequantization; router weights
-    keep their precision. Integer grids dequantize to f32, which holds (level - zero) *
-    scale exactly (so compiled kernels apply each scale once per group); FP8 and MXFP4
-    dequantize to the weight's own type. The quantization is recorded, not performed: the
+    keep their precision. The dequantization is to f32, which holds the grid's values
+    ((level - zero) * scale exactly; FP8 code * scale to one rounding), so compiled kernels
+    apply each scale once per group. The quantization is recorded, not performed: the
     weight writer (moe-compile) and the reference evaluator execute moe.quantize, so
     `moe-run` on the result measures exactly the error the compiled model will have.
     Weights that are already stored quantized (a moe.dequantize) are left alone.

@@ -41,46 +41,18 @@ constexpr int64_t kZero = -1;
 
 /// `value` ([E, ...]) with expert e's slice along dimension `dim` rebuilt from
 /// `sources[e]`: position j holds the source's index sources[e][j] along `dim`,
-/// or zeros for kZero. Runs of consecutive indices become one
-/// tensor.extract_slice, runs of zeros one splat constant.
+/// or zeros for kZero. One moe.select_channels, however many runs of channels
+/// an expert keeps.
 Value gatherChannels(OpBuilder &b, Location loc, Value value, int64_t dim,
                      ArrayRef<SmallVector<int64_t>> sources) {
   auto type = cast<RankedTensorType>(value.getType());
-  int64_t rank = type.getRank();
-  SmallVector<Value> experts;
-  for (auto [e, indices] : llvm::enumerate(sources)) {
-    SmallVector<Value> pieces;
-    for (size_t begin = 0; begin < indices.size();) {
-      size_t end = begin + 1;
-      bool zero = indices[begin] == kZero;
-      while (
-          end < indices.size() &&
-          (zero ? indices[end] == kZero : indices[end] == indices[end - 1] + 1))
-        ++end;
-      SmallVector<int64_t> shape(type.getShape());
-      shape[0] = 1;
-      shape[dim] = int64_t(end - begin);
-      auto pieceType = RankedTensorType::get(shape, type.getElementType());
-      if (zero) {
-        pieces.push_back(arith::ConstantOp::create(
-            b, loc, cast<TypedAttr>(b.getZeroAttr(pieceType))));
-      } else {
-        SmallVector<int64_t> offsets(rank, 0), strides(rank, 1);
-        offsets[0] = int64_t(e);
-        offsets[dim] = indices[begin];
-        pieces.push_back(tensor::ExtractSliceOp::create(
-            b, loc, pieceType, value, ValueRange(), ValueRange(), ValueRange(),
-            b.getDenseI64ArrayAttr(offsets), b.getDenseI64ArrayAttr(shape),
-            b.getDenseI64ArrayAttr(strides)));
-      }
-      begin = end;
-    }
-    experts.push_back(pieces.size() == 1
-                          ? pieces.front()
-                          : tensor::ConcatOp::create(b, loc, dim, pieces));
-  }
-  return experts.size() == 1 ? experts.front()
-                             : tensor::ConcatOp::create(b, loc, 0, experts);
+  SmallVector<int64_t> shape(type.getShape()), channels;
+  shape[dim] = sources.empty() ? 0 : int64_t(sources.front().size());
+  for (const SmallVector<int64_t> &indices : sources)
+    channels.append(indices.begin(), indices.end());
+  return SelectChannelsOp::create(
+      b, loc, RankedTensorType::get(shape, type.getElementType()), value,
+      b.getI64IntegerAttr(dim), b.getDenseI64ArrayAttr(channels));
 }
 
 struct PruneMicroExpertsPass

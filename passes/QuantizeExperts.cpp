@@ -99,6 +99,8 @@ bool storedQuantized(Value weight) {
     return storedQuantized(product.getFactors());
   if (auto slice = dyn_cast<tensor::ExtractSliceOp>(op))
     return storedQuantized(slice.getSource());
+  if (auto select = dyn_cast<SelectChannelsOp>(op))
+    return storedQuantized(select.getInput());
   if (auto concat = dyn_cast<tensor::ConcatOp>(op))
     return !concat.getInputs().empty() &&
            llvm::all_of(concat.getInputs(), storedQuantized);

@@ -256,11 +256,9 @@ LogicalResult WeightOp::verify() {
 
 RankedTensorType
 DequantizeOp::getResultTypeFor(RankedTensorType weight,
-                               WeightEncodingAttrInterface encoding) {
-  if (isa<IntGroupEncodingAttr>(encoding))
-    return RankedTensorType::get(weight.getShape(),
-                                 Float32Type::get(weight.getContext()));
-  return weight;
+                               WeightEncodingAttrInterface) {
+  return RankedTensorType::get(weight.getShape(),
+                               Float32Type::get(weight.getContext()));
 }
 
 LogicalResult DequantizeOp::verify() {
@@ -341,23 +339,25 @@ LogicalResult SelectChannelsOp::verify() {
   RankedTensorType input = tensorType(getInput()),
                    result = tensorType(getResult());
   int64_t rank = input.getRank(), dim = getDim();
-  if (rank < 3 || !input.hasStaticShape())
+  if (rank < 2 || !input.hasStaticShape())
     return emitOpError()
-           << "input must be a static stacked weight [E, ..., N, K], got "
-           << input;
-  if (dim != rank - 2 && dim != rank - 1)
-    return emitOpError() << "dim must be " << rank - 2 << " (rows) or "
-                         << rank - 1 << " (columns), got " << dim;
-  if (result.getRank() != rank ||
-      result.getElementType() != input.getElementType())
+           << "input must be a static stacked tensor [E, ...], got " << input;
+  if (dim < 1 || dim >= rank)
+    return emitOpError() << "dim must be in [1, " << rank
+                         << ") (not the expert dimension), got " << dim;
+  auto sameElsewhere = [&] {
+    if (result.getRank() != rank ||
+        result.getElementType() != input.getElementType())
+      return false;
+    for (int64_t d = 0; d < rank; ++d)
+      if (d != dim && result.getDimSize(d) != input.getDimSize(d))
+        return false;
+    return true;
+  };
+  if (!sameElsewhere())
     return emitOpError() << "result must be " << input
                          << " with another size along dim " << dim << ", got "
                          << result;
-  for (int64_t d = 0; d < rank; ++d)
-    if (d != dim && result.getDimSize(d) != input.getDimSize(d))
-      return emitOpError() << "result must be " << input
-                           << " with another size along dim " << dim << ", got "
-                           << result;
   int64_t width = result.getDimSize(dim), experts = input.getDimSize(0);
   ArrayRef<int64_t> channels = getChannels();
   if (int64_t(channels.size()) != experts * width)

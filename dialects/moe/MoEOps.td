@@ -73,9 +73,10 @@ def MoE_DequantizeOp : MoE_Op<"dequantize", [Pure]> {
   let hasVerifier = 1;
   let extraClassDeclaration = [{
     /// The result type quantization passes give the dequantization of a
-    /// weight of type `weight`: f32 for integer grids, whose values
-    /// (level - zero) * scale f32 holds exactly (so compiled kernels can apply
-    /// the scale once per group), else the weight's own type.
+    /// weight of type `weight`: f32, which holds the grids' values
+    /// ((level - zero) * scale, code * scale) to one rounding at most, so
+    /// compiled kernels can apply each scale once per group instead of
+    /// rounding every weight to the original type.
     static ::mlir::RankedTensorType
     getResultTypeFor(::mlir::RankedTensorType weight,
                      ::mlir::moe::WeightEncodingAttrInterface encoding);
@@ -167,15 +168,16 @@ def MoE_ScaleColumnsOp : MoE_Op<"scale_columns", [Pure]> {
 def MoE_SelectChannelsOp : MoE_Op<"select_channels", [Pure]> {
   let summary = "per expert, a chosen list of a stacked weight's rows or columns";
   let description = [{
-    For every expert e of a stacked weight [E, ..., N, K], keeps the rows (`dim` = rank - 2)
-    or columns (`dim` = rank - 1) listed in `channels[e * W : (e + 1) * W]`, in that order,
-    where W is the result's size along `dim`; an index of -1 gives zeros. Recorded by
+    For every expert e of a stacked tensor [E, ...] (weights [E, N, K], biases [E, N]), keeps
+    the indices along `dim` (not the expert dimension) listed in
+    `channels[e * W : (e + 1) * W]`, in that order, where W is the result's size along
+    `dim`; an index of -1 gives zeros. Recorded by
     micro-expert pruning (an expert's kept intermediate channels first, padding after) and
     executed where weights are written or evaluated, one expert at a time: one op per weight
     however many runs of channels are kept.
 
     ```mlir
-    %g2 = moe.select_channels %g dim(1) channels(array<i64: 0, 2, 3, 1, -1, 3>)
+    %g2 = moe.select_channels %g dim(1) channels([0, 2, 3, 1, -1, 3])
         : (tensor<2x4x64xbf16>) -> tensor<2x3x64xbf16>
     ```
   }];

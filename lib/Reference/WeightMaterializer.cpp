@@ -252,44 +252,44 @@ FailureOr<RefTensor> WeightMaterializer::get(Value value, int64_t expert) {
     return concat(pointers, expert >= 0 ? dim - 1 : dim);
   }
   if (auto select = value.getDefiningOp<SelectChannelsOp>()) {
-    // Each expert's rows or columns in its own order, zeros for -1.
+    // Each expert's indices along `dim` in its own order, zeros for -1: an
+    // expert's slice is [outer, W, inner] read from [outer, source W, inner].
     auto type = cast<RankedTensorType>(select.getType());
-    int64_t rank = type.getRank(), dim = select.getDim();
-    int64_t width = type.getDimSize(dim), rows = type.getDimSize(rank - 2),
-            cols = type.getDimSize(rank - 1);
-    int64_t perExpert = type.getNumElements() / type.getDimSize(0);
-    int64_t sourceCols = cast<RankedTensorType>(select.getInput().getType())
-                             .getDimSize(rank - 1);
+    ArrayRef<int64_t> shape = type.getShape();
+    int64_t dim = select.getDim(), width = shape[dim];
+    int64_t outer = 1, inner = 1;
+    for (int64_t d = 1; d < dim; ++d)
+      outer *= shape[d];
+    for (int64_t d = dim + 1; d < int64_t(shape.size()); ++d)
+      inner *= shape[d];
+    int64_t sourceWidth =
+        cast<RankedTensorType>(select.getInput().getType()).getDimSize(dim);
     ArrayRef<int64_t> channels = select.getChannels();
     auto selectExpert = [&](int64_t e, const RefTensor &source, double *out) {
-      // Leading dimensions between the expert and [N, K] are rare (none
-      // today); treat them as further matrices.
-      int64_t matrices = perExpert / (rows * cols);
-      int64_t sourceRows = dim == rank - 2 ? source.numel() / matrices / sourceCols
-                                           : rows;
-      for (int64_t m = 0; m < matrices; ++m) {
-        const double *in = source.data.data() + m * sourceRows * sourceCols;
-        double *o = out + m * rows * cols;
-        for (int64_t r = 0; r < rows; ++r)
-          for (int64_t c = 0; c < cols; ++c) {
-            int64_t channel = channels[e * width + (dim == rank - 2 ? r : c)];
-            o[r * cols + c] =
-                channel < 0 ? 0.0
-                            : in[(dim == rank - 2 ? channel : r) * sourceCols +
-                                 (dim == rank - 2 ? c : channel)];
+      for (int64_t o = 0; o < outer; ++o)
+        for (int64_t j = 0; j < width; ++j) {
+          int64_t channel = channels[e * width + j];
+          double *to = out + (o * width + j) * inner;
+          if (channel < 0) {
+            std::fill_n(to, inner, 0.0);
+            continue;
           }
-      }
+          std::copy_n(source.data.data() +
+                          (o * sourceWidth + channel) * inner,
+                      inner, to);
+        }
     };
+    int64_t perExpert = outer * width * inner;
     if (expert >= 0) {
       FailureOr<RefTensor> source = get(select.getInput(), expert);
       if (failed(source))
         return failure();
-      RefTensor result(type.getShape().drop_front());
+      RefTensor result(shape.drop_front());
       selectExpert(expert, *source, result.data.data());
       return result;
     }
-    RefTensor result(type.getShape());
-    for (int64_t e = 0; e < type.getDimSize(0); ++e) {
+    RefTensor result(shape);
+    for (int64_t e = 0; e < shape[0]; ++e) {
       FailureOr<RefTensor> source = get(select.getInput(), e);
       if (failed(source))
         return failure();
@@ -350,19 +350,30 @@ FailureOr<RefTensor> WeightMaterializer::get(Value value, int64_t expert) {
              << "has no " << (isBasis ? "group " : "expert ") << expert
              << " (it holds " << slices << ")";
     int64_t group = expert < 0 ? -1 : isBasis ? expert : expert / perGroup;
-    auto key = std::make_pair(factorize.getOperation(), group);
-    auto everyGroup = std::make_pair(factorize.getOperation(), int64_t(-1));
-    if (factorizedKey != key && factorizedKey != everyGroup) {
+    // One entry per recent op: the packer reads gate's and up's factors
+    // expert by expert, alternating between two factorizations.
+    Factorized *entry = nullptr;
+    for (Factorized &f : factorized)
+      if (f.op == factorize.getOperation() && (f.group == group || f.group < 0))
+        entry = &f;
+    if (!entry) {
       auto computed = factorizeGroups(*this, factorize, group);
       if (failed(computed))
         return failure();
-      std::tie(factorizedA, factorizedB) = std::move(*computed);
-      factorizedKey = key;
+      llvm::erase_if(factorized, [&](const Factorized &f) {
+        return f.op == factorize.getOperation();
+      });
+      if (factorized.size() == kFactorizationsKept)
+        factorized.erase(factorized.begin());
+      factorized.push_back({factorize.getOperation(), group,
+                            std::move(computed->first),
+                            std::move(computed->second)});
+      entry = &factorized.back();
     }
-    const RefTensor &whole = isBasis ? factorizedB : factorizedA;
+    const RefTensor &whole = isBasis ? entry->basis : entry->factors;
     if (expert < 0)
       return whole;
-    if (factorizedKey.second < 0)
+    if (entry->group < 0)
       return leadingSlice(whole, expert);
     return leadingSlice(whole, isBasis ? 0 : expert - group * perGroup);
   }

@@ -86,11 +86,17 @@ private:
   /// each result in turn.
   std::pair<Operation *, int64_t> cachedKey{nullptr, 0};
   SmallVector<RefTensor> cached;
-  /// The factors [G or E, N, R] and bases [1 or E/G, R, K] of the last
-  /// moe.factorize group computed (group -1: all of them): the experts of a
-  /// group share one SVD, which expert-by-expert reads would otherwise repeat.
-  std::pair<Operation *, int64_t> factorizedKey{nullptr, 0};
-  RefTensor factorizedA, factorizedB;
+  /// The factors [G or E, N, R] and bases [1 or E/G, R, K] of the last group
+  /// computed (group -1: all of them) of the most recent moe.factorize ops:
+  /// the experts of a group share one SVD, which expert-by-expert reads would
+  /// otherwise repeat. A few ops (gate, up, down) at a time.
+  struct Factorized {
+    Operation *op;
+    int64_t group;
+    RefTensor factors, basis;
+  };
+  static constexpr size_t kFactorizationsKept = 3;
+  SmallVector<Factorized, 3> factorized;
 };
 
 /// The weight values of one feed-forward as the IR has them: routed experts

@@ -52,13 +52,22 @@ static uint64_t bytesOf(Value value) {
     return bytesOf(slice.getSource()) * uint64_t(result.getNumElements()) /
            uint64_t(source.getNumElements());
   }
+  if (auto select = dyn_cast<SelectChannelsOp>(def)) {
+    // The share of the source's channels it keeps (padding stores nothing).
+    auto source = cast<RankedTensorType>(select.getInput().getType());
+    uint64_t kept = llvm::count_if(
+        select.getChannels(), [](int64_t channel) { return channel >= 0; });
+    uint64_t all = uint64_t(source.getDimSize(0)) *
+                   uint64_t(source.getDimSize(select.getDim()));
+    return all ? bytesOf(select.getInput()) * kept / all : 0;
+  }
   return 0;
 }
 
 static bool isWeightTransform(Operation *op) {
   return isa<WeightOp, QuantizeOp, DequantizeOp, FactorizeOp, LatentProductOp,
-             ScaleColumnsOp, tensor::ConcatOp, tensor::ExtractSliceOp,
-             arith::ConstantOp>(op);
+             ScaleColumnsOp, SelectChannelsOp, tensor::ConcatOp,
+             tensor::ExtractSliceOp, arith::ConstantOp>(op);
 }
 
 uint64_t mlir::moe::storedWeightBytes(Operation *function) {
