@@ -332,6 +332,10 @@ static LogicalResult compileInto(ModuleOp module, llvm::StringRef folder,
     if (!avx512)
       return module.emitError() << llvm::toString(avx512.takeError());
     shape.panelWidth = *avx512 ? 64 : 32;
+    llvm::Expected<bool> f16c = cpuHasFeature(target, "f16c");
+    if (!f16c)
+      return module.emitError() << llvm::toString(f16c.takeError());
+    shape.halfConversions = *f16c;
     packing = cpu::PackingOptions();
     packing.panelWidth = shape.panelWidth;
     packing.keepIntGroups = true;

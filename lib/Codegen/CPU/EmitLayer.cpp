@@ -82,6 +82,8 @@ struct QuantizedPanel {
   LevelFormat format = LevelFormat::Int;
   int64_t bits = 8, groupSize = 0;
   bool roundToBF16 = false;
+  /// FP8/FP4 codes decode through f16 (KernelShape::halfConversions).
+  bool viaHalf = false;
   Value scales, zeros;
 };
 
@@ -157,19 +159,29 @@ SmallVector<Value> quantizedRows(IR &ir, Value a, Value w, Value e, Value p,
   auto levelsToF32 = [&](IR &ir, Value levels, bool isUnsigned) -> Value {
     // FP8 and MXFP4 codes decode to their exact values.
     if (q.format == LevelFormat::E4M3)
-      return decodeE4m3(ir, levels);
+      return q.viaHalf ? decodeE4m3ViaHalf(ir, levels) : decodeE4m3(ir, levels);
     if (q.format == LevelFormat::E2M1)
-      return decodeE2m1(ir, levels);
+      return q.viaHalf ? decodeE2m1ViaHalf(ir, levels) : decodeE2m1(ir, levels);
     return isUnsigned ? Value(arith::UIToFPOp::create(ir.b, f32s, levels))
                       : Value(arith::SIToFPOp::create(ir.b, f32s, levels));
   };
   auto roundedWeight = [&](IR &ir, Value f, Value scale,
                            Value zeroPoint) -> Value {
-    // (level - zero) is exact in f32: one rounding of the product, then bf16.
+    // (level - zero) is exact in f32: one rounding of the product, then bf16
+    // (round to nearest even on the bits: targets without AVX512-BF16 would
+    // otherwise need a runtime-library call; weights are finite).
     Value w = ir.mul(zeroPoint ? ir.sub(f, zeroPoint) : f, scale);
-    auto bf16s = VectorType::get({P}, ir.b.getBF16Type());
-    return arith::ExtFOp::create(
-        ir.b, f32s, arith::TruncFOp::create(ir.b, bf16s, w).getResult());
+    auto i32s = VectorType::get({P}, ir.b.getI32Type());
+    auto splat = [&](int64_t v) {
+      return ir.splat(arith::ConstantIntOp::create(ir.b, v, 32), P);
+    };
+    Value bits = arith::BitcastOp::create(ir.b, i32s, w);
+    Value lsb = arith::AndIOp::create(
+        ir.b, arith::ShRUIOp::create(ir.b, bits, splat(16)), splat(1));
+    Value rounded = arith::AddIOp::create(
+        ir.b, bits, arith::AddIOp::create(ir.b, lsb, splat(0x7FFF)));
+    return arith::BitcastOp::create(
+        ir.b, f32s, arith::AndIOp::create(ir.b, rounded, splat(-65536)));
   };
   // One k row of levels `f` (as f32) into the carried state: per-element mode
   // carries the accumulators; per-group mode the group's sums of a * q (and
@@ -208,6 +220,13 @@ SmallVector<Value> quantizedRows(IR &ir, Value a, Value w, Value e, Value p,
         gBegin, gEnd, ir.idx(1), acc, [&](IR &ir, Value g, ValueRange acc) {
           Value scale = vector::LoadOp::create(ir.b, f32s, q.scales,
                                                ValueRange{e, p, g, zero});
+          // Codes decoded through f16 come out divided by a power of two:
+          // multiplying the scale by it is exact.
+          if (q.viaHalf)
+            scale = ir.mul(scale, ir.vf(q.format == LevelFormat::E4M3
+                                            ? kE4m3HalfFactor
+                                            : kE2m1HalfFactor,
+                                        P));
           Value zeroPoint =
               zeros ? Value(vector::LoadOp::create(ir.b, f32s, q.zeros,
                                                    ValueRange{e, p, g, zero}))
@@ -374,10 +393,12 @@ struct FfnViews {
 
 std::optional<QuantizedPanel>
 viewQuantization(ImplicitLocOpBuilder &b, Value weights,
-                 const std::optional<PackedQuantization> &q) {
+                 const std::optional<PackedQuantization> &q,
+                 const KernelShape &shape) {
   if (!q)
     return std::nullopt;
   QuantizedPanel panel;
+  panel.viaHalf = shape.halfConversions && q->format != LevelFormat::Int;
   panel.format = q->format;
   panel.bits = q->bits;
   panel.groupSize = q->groupSize;
@@ -388,12 +409,13 @@ viewQuantization(ImplicitLocOpBuilder &b, Value weights,
   return panel;
 }
 
-FfnViews viewFfn(ImplicitLocOpBuilder &b, Value weights, const PackedFfn &f) {
+FfnViews viewFfn(ImplicitLocOpBuilder &b, Value weights, const PackedFfn &f,
+                 const KernelShape &shape) {
   FfnViews v;
   v.w1 = viewTensor(b, weights, *f.w1);
   v.w2 = viewTensor(b, weights, *f.w2);
-  v.q1 = viewQuantization(b, weights, f.q1);
-  v.q2 = viewQuantization(b, weights, f.q2);
+  v.q1 = viewQuantization(b, weights, f.q1, shape);
+  v.q2 = viewQuantization(b, weights, f.q2, shape);
   if (f.b1)
     v.b1 = viewTensor(b, weights, *f.b1);
   if (f.b2)
@@ -778,7 +800,7 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
     // Quantized bases (latent-basis=quantize): integer levels, one "expert"
     // per group.
     std::optional<QuantizedPanel> basisQuantization =
-        viewQuantization(b, weights, latent->basisQuantization);
+        viewQuantization(b, weights, latent->basisQuantization, shape);
     ir.parallel(
         {ir.idx(latent->panels), ir.idx(latent->groups)},
         [&](IR &ir, ValueRange ivs) {
@@ -875,7 +897,7 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
   const PackedFfn &experts = packed.experts;
   Value h = carve(ScratchLayout::H, {dyn, experts.widthPadded}, f32);
   Value y = carve(ScratchLayout::Y, {dyn, experts.hiddenPadded}, f32);
-  FfnViews expertViews = viewFfn(b, weights, experts);
+  FfnViews expertViews = viewFfn(b, weights, experts, shape);
   // A constant i64 table compiled into the code.
   auto constantTable = [&](StringRef suffix, ArrayRef<int64_t> values) {
     std::string name =
@@ -926,8 +948,8 @@ LogicalResult cpu::emitLayerFunction(ModuleOp module, const LayerPlan &plan,
     ir.store(T, bounds, {ir.idx(1)});
     Value sh = carve(ScratchLayout::SharedH, {dyn, shared.widthPadded}, f32);
     sharedOut = carve(ScratchLayout::SharedY, {dyn, shared.hiddenPadded}, f32);
-    emitFfn(ir, shared, viewFfn(b, weights, shared), x, bounds, Value(), sh,
-            sharedOut, shape);
+    emitFfn(ir, shared, viewFfn(b, weights, shared, shape), x, bounds, Value(),
+            sh, sharedOut, shape);
   }
 
   // 6. Combine, one token per iteration: the shared expert's output, then the

@@ -24,6 +24,9 @@ struct KernelShape {
   int64_t panelWidth = 64;
   /// Rows per register tile of the matmul micro-kernel.
   int64_t rowTile = 4;
+  /// The target converts f16 to f32 in hardware (x86 F16C): FP8/FP4 codes
+  /// decode through it.
+  bool halfConversions = false;
 };
 
 /// Adds `moe_layer_<L>` to `module` (before any lowering).

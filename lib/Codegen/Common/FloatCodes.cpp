@@ -97,3 +97,41 @@ Value codegen::decodeE2m1(IR &ir, Value codes) {
                           lanes.normal(magnitude, 1, 1));
   return lanes.withSign(value, code, 3);
 }
+
+/// An f16 holding the code's sign at bit 15 and its exponent and mantissa
+/// fields (`fieldBits` wide below the sign) shifted up by `shift`, as f32.
+static Value viaHalf(IR &ir, Value codes, int64_t signBit, int64_t fieldBits,
+                     int64_t shift) {
+  Type i16 = ir.b.getI16Type(), f16 = ir.b.getF16Type(), f32 = ir.f32();
+  if (auto vector = dyn_cast<VectorType>(codes.getType())) {
+    i16 = VectorType::get(vector.getShape(), i16);
+    f16 = VectorType::get(vector.getShape(), f16);
+    f32 = VectorType::get(vector.getShape(), f32);
+  }
+  auto constant = [&](int64_t v) -> Value {
+    Value scalar = arith::ConstantIntOp::create(ir.b, v, 16);
+    if (auto vector = dyn_cast<VectorType>(i16))
+      return vector::BroadcastOp::create(ir.b, vector, scalar);
+    return scalar;
+  };
+  Value code = arith::ExtUIOp::create(ir.b, i16, codes);
+  Value sign = arith::ShLIOp::create(
+      ir.b, arith::AndIOp::create(ir.b, code, constant(1 << signBit)),
+      constant(15 - signBit));
+  Value fields = arith::ShLIOp::create(
+      ir.b, arith::AndIOp::create(ir.b, code, constant((1 << fieldBits) - 1)),
+      constant(shift));
+  Value bits = arith::OrIOp::create(ir.b, sign, fields);
+  return arith::ExtFOp::create(
+      ir.b, f32, arith::BitcastOp::create(ir.b, f16, bits).getResult());
+}
+
+Value codegen::decodeE4m3ViaHalf(IR &ir, Value codes) {
+  // 4-bit exponent and 3-bit mantissa at f16's bits 13-10 and 9-7.
+  return viaHalf(ir, codes, 7, 7, 7);
+}
+
+Value codegen::decodeE2m1ViaHalf(IR &ir, Value codes) {
+  // 2-bit exponent and 1-bit mantissa at f16's bits 11-10 and 9.
+  return viaHalf(ir, codes, 3, 3, 9);
+}

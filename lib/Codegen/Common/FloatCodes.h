@@ -24,6 +24,18 @@ Value decodeE4m3(IR &ir, Value codes);
 /// high bits zero), scalar or vector.
 Value decodeE2m1(IR &ir, Value codes);
 
+/// With half-precision conversions in hardware (x86 F16C: vcvtph2ps), codes
+/// decode in fewer instructions: the code's fields moved into an f16's are
+/// that f16's value times a power of two, converted to f32 exactly (f16
+/// subnormals included, whatever the denormal flags). These return the value
+/// divided by kE4m3HalfFactor / kE2m1HalfFactor: callers fold the factor into
+/// their scales. e4m3's NaN codes (0x7F, 0xFF) come out as finite numbers:
+/// weights never hold them (the quantizer saturates, checkpoints are finite).
+inline constexpr float kE4m3HalfFactor = 256.0f;   // 2^(15 - 7)
+inline constexpr float kE2m1HalfFactor = 16384.0f; // 2^(15 - 1)
+Value decodeE4m3ViaHalf(IR &ir, Value codes);
+Value decodeE2m1ViaHalf(IR &ir, Value codes);
+
 } // namespace mlir::moe::codegen
 
 #endif // MOEC_LIB_CODEGEN_COMMON_FLOATCODES_H
