@@ -467,7 +467,7 @@ struct QuantizeExpertsPass
         auto it = quantized.find(weight);
         if (it == quantized.end()) {
           FailureOr<Value> replacement =
-              quantize(layer, weight, encoding, rowsValue);
+              quantizeKeepingSuperExperts(layer, weight, encoding, rowsValue);
           if (failed(replacement))
             return failure();
           it = quantized.insert({weight, *replacement}).first;
@@ -511,15 +511,22 @@ struct QuantizeExpertsPass
              b.getNamedAttr("bits", b.getI64IntegerAttr(bits)),
              b.getNamedAttr("expert_rows_min", b.getI64IntegerAttr(fewest)),
              b.getNamedAttr("expert_rows_max", b.getI64IntegerAttr(most))}));
+    if (int64_t kept = superExpertsKept.lookup(function)) {
+      NamedAttrList entries(function->getAttrOfType<DictionaryAttr>(name));
+      entries.set("super_experts_at_8_bits", b.getI64IntegerAttr(kept));
+      function->setAttr(name, entries.getDictionary(&getContext()));
+    }
   }
 
   /// Super experts (a moe.layer's moe.super_experts) never go below 8 bits:
   /// a routed weight becomes the concatenation of its runs of experts, super
-  /// runs quantized at 8 bits and the others at the chosen width. Everything
-  /// else is quantize().
+  /// runs quantized at 8 bits and the others at the chosen width (with GPTQ,
+  /// each run with its experts' calibration `rows`). Everything else is
+  /// quantize().
   FailureOr<Value>
   quantizeKeepingSuperExperts(Operation *user, Value weight,
-                              WeightEncodingAttrInterface encoding) {
+                              WeightEncodingAttrInterface encoding,
+                              Value rows = Value()) {
     auto layer = dyn_cast<LayerOp>(user);
     auto narrow = dyn_cast<IntGroupEncodingAttr>(encoding);
     auto type = cast<RankedTensorType>(weight.getType());
@@ -527,7 +534,7 @@ struct QuantizeExpertsPass
     if (layer && narrow && narrow.getBits() < 8 && type.getRank() == 3)
       super = compress::superExpertsOf(layer);
     if (super.empty())
-      return quantize(user, weight, encoding, {});
+      return quantize(user, weight, encoding, rows);
     SmallVector<compress::ExpertRun> runs;
     SmallVector<bool> runIsSuper;
     for (int64_t e = 0, E = type.getDimSize(0); e < E; ++e) {
@@ -545,8 +552,23 @@ struct QuantizeExpertsPass
     OpBuilder b(user);
     Value result = compress::concatExpertRuns(
         b, weight.getLoc(), weight, runs, [&](Value slice, size_t run) {
+          // GPTQ's calibration rows [E, n, K] are cut into the same runs.
+          Value runRows;
+          if (rows) {
+            auto type = cast<RankedTensorType>(rows.getType());
+            SmallVector<int64_t> offsets(type.getRank(), 0),
+                strides(type.getRank(), 1), sizes(type.getShape());
+            offsets[0] = runs[run].begin;
+            sizes[0] = runs[run].end - runs[run].begin;
+            runRows = tensor::ExtractSliceOp::create(
+                b, weight.getLoc(),
+                RankedTensorType::get(sizes, type.getElementType()), rows,
+                ValueRange(), ValueRange(), ValueRange(),
+                b.getDenseI64ArrayAttr(offsets), b.getDenseI64ArrayAttr(sizes),
+                b.getDenseI64ArrayAttr(strides));
+          }
           FailureOr<Value> q =
-              quantize(user, slice, runIsSuper[run] ? wide : narrow, {});
+              quantize(user, slice, runIsSuper[run] ? wide : narrow, runRows);
           failedRun |= failed(q);
           return failed(q) ? slice : *q;
         });
