@@ -3,11 +3,11 @@
 
     bench_quant.py --data bench/.data [--shape mixtral-like] [--tokens 1,8,64]
 
-For one synthetic checkpoint (bench/make_checkpoint.py), compiles three folders with
+For one synthetic checkpoint (bench/make_checkpoint.py), compiles five folders with
 moe-compile: bf16 weights as the checkpoint stores them, and the experts quantized by
-`moe-quantize-experts` to int8 and int4 (symmetric, group 128), whose generated matmuls
-dequantize each level in their inner loop. Each folder is checked against moec's float64
-reference on its own IR (`moe-run --check`), then all three are timed in the same process
+`moe-quantize-experts` to int8 and int4 (symmetric, group 128), FP8 (e4m3, 128x128 blocks)
+and MXFP4, whose generated matmuls dequantize each level or code in their inner loop. Each folder is checked against moec's float64
+reference on its own IR (`moe-run --check`), then all of them are timed in the same process
 on the same (layer, input) schedule with cold caches (bench_cpu.py's method: caches flushed
 before every call, layers and inputs rotated, alternating block order, PSI-checked
 contention). Reports per T the median µs, speedup over bf16, the expert bytes each call reads
@@ -34,6 +34,8 @@ VARIANTS = [
     ("bf16", None),
     ("int8", "moe-quantize-experts{bits=8 group-size=128}"),
     ("int4", "moe-quantize-experts{bits=4 group-size=128}"),
+    ("fp8", "moe-quantize-experts{format=fp8}"),
+    ("mxfp4", "moe-quantize-experts{format=mxfp4}"),
 ]
 
 
