@@ -116,19 +116,6 @@ bool quantizedByPass(Value weight) {
   return false;
 }
 
-/// `option`, else the module attribute `attr` of the module holding `root`.
-std::string optionOrModuleAttr(Operation *root, StringRef option,
-                               StringRef attr) {
-  if (!option.empty())
-    return option.str();
-  auto module = isa<ModuleOp>(root) ? cast<ModuleOp>(root)
-                                    : root->getParentOfType<ModuleOp>();
-  if (module)
-    if (auto value = module->getAttrOfType<StringAttr>(attr))
-      return value.str();
-  return "";
-}
-
 struct LatentFactorizePass
     : mlir::moe::impl::MoELatentFactorizeBase<LatentFactorizePass> {
   using Base::Base;
@@ -180,8 +167,8 @@ struct LatentFactorizePass
     statesByFunction.clear();
     factorizations.clear();
     if (whiten) {
-      calibrationPath =
-          optionOrModuleAttr(root, calibration, compress::kCalibrationAttr);
+      calibrationPath = compress::optionOrModuleAttr(
+          root, calibration, compress::kCalibrationAttr);
       if (calibrationPath.empty()) {
         root->emitError() << kPassName
                           << ": whiten needs calibration hidden states: give "
@@ -220,7 +207,8 @@ struct LatentFactorizePass
 
     // The errors, when the weights are reachable: the report is useful
     // without them (parameters and FLOPs), so their absence is no error.
-    if (!optionOrModuleAttr(root, weights, compress::kWeightsDirAttr).empty()) {
+    if (!compress::optionOrModuleAttr(root, weights, compress::kWeightsDirAttr)
+             .empty()) {
       FailureOr<std::unique_ptr<compress::PassData>> data =
           compress::PassData::open(root, kPassName, weights, calibration,
                                    /*needCalibration=*/false);
@@ -295,9 +283,8 @@ struct LatentFactorizePass
     Type productType = projection == Projection::Down
                            ? Type(type)
                            : RankedTensorType::get(type.getShape(), f32);
-    operand->set(LatentProductOp::create(b, loc, productType,
-                                         factorized.getFactors(),
-                                         factorized.getBasis()));
+    operand->set(LatentProductOp::create(
+        b, loc, productType, factorized.getFactors(), factorized.getBasis()));
     factorizations[user].push_back(factorized);
 
     int64_t k = routedPerToken(user);
@@ -443,7 +430,7 @@ struct LatentFactorizePass
               b.getF64FloatAttr(
                   std::sqrt(ratio(report.whitenedErrorSq, report.total)))));
       }
-      function->setAttr(("moe.report." + kPassName).str(),
+      function->setAttr(compress::reportName(kPassName),
                         b.getDictionaryAttr(entries));
     }
   }

@@ -33,14 +33,6 @@ using reference::RefTensor;
 
 namespace {
 
-/// `value` as printf's %g writes it (3.5, not 3.500000e+00), for options
-/// echoed in diagnostics.
-std::string shortNumber(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof(buffer), "%g", value);
-  return buffer;
-}
-
 constexpr llvm::StringLiteral kPassName = "moe-mixed-precision";
 
 /// The routed experts' stacked weights [E, out, in] of `layer`, with names
@@ -119,7 +111,7 @@ struct MixedPrecisionPass
     }
     if (!(budgetBits >= double(widths.back()))) {
       root->emitError() << kPassName
-                        << ": budget-bits=" << shortNumber(budgetBits)
+                        << ": budget-bits=" << compress::shortNumber(budgetBits)
                         << " is below the narrowest choice, " << widths.back()
                         << " bits";
       return signalPassFailure();
@@ -303,14 +295,15 @@ struct MixedPrecisionPass
       if (!solution)
         return layer.emitOpError()
                << kPassName << ": " << llvm::toString(solution.takeError())
-               << " (budget-bits=" << shortNumber(budgetBits) << ", "
+               << " (budget-bits=" << compress::shortNumber(budgetBits) << ", "
                << super.size() << " super experts pinned at " << widths.front()
                << " bits)";
       for (auto [i, e] : llvm::enumerate(free))
         chosen[e] = solution->width[i];
     } else if (budget < 0) {
       return layer.emitOpError()
-             << kPassName << ": budget-bits=" << shortNumber(budgetBits)
+             << kPassName
+             << ": budget-bits=" << compress::shortNumber(budgetBits)
              << " cannot hold the layer's super experts at " << widths.front()
              << " bits";
     }
@@ -392,7 +385,7 @@ struct MixedPrecisionPass
     auto [before, after] = bytes;
     Builder b(&getContext());
     function->setAttr(
-        ("moe.report." + kPassName).str(),
+        compress::reportName(kPassName),
         b.getDictionaryAttr(
             {b.getNamedAttr("bits", b.getDenseI64ArrayAttr(chosen)),
              b.getNamedAttr("budget_bits", b.getF64FloatAttr(budgetBits)),

@@ -193,7 +193,7 @@ struct PruneExpertsPass
       return;
     Builder b(&getContext());
     function->setAttr(
-        ("moe.report." + kPassName).str(),
+        compress::reportName(kPassName),
         b.getDictionaryAttr(
             {b.getNamedAttr("experts_after", b.getI64IntegerAttr(kept.size())),
              b.getNamedAttr("experts_before", b.getI64IntegerAttr(before)),

@@ -362,7 +362,7 @@ struct PruneMicroExpertsPass
                                        double(channelsBefore * perChannel);
     Builder b(&getContext());
     function->setAttr(
-        ("moe.report." + kPassName).str(),
+        compress::reportName(kPassName),
         b.getDictionaryAttr(
             {b.getNamedAttr("channels_after",
                             b.getI64IntegerAttr(channelsAfter)),

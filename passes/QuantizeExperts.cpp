@@ -190,7 +190,7 @@ struct QuantizeExpertsPass
         entries.push_back(
             b.getNamedAttr("symmetric", b.getBoolAttr(symmetric)));
       }
-      function->setAttr(("moe.report." + kPassName).str(),
+      function->setAttr(compress::reportName(kPassName),
                         b.getDictionaryAttr(entries));
     }
   }
@@ -264,15 +264,8 @@ struct QuantizeExpertsPass
                  << ": method=gptq does not quantize latent factors (a gate or "
                     "up weight is a moe.latent_product); use method=rtn, which "
                     "quantizes the factors";
-    std::string directory = dataDir;
-    if (directory.empty()) {
-      Operation *module =
-          isa<ModuleOp>(root) ? root : root->getParentOfType<ModuleOp>();
-      if (module)
-        if (auto attr =
-                module->getAttrOfType<StringAttr>(compress::kPassDataDirAttr))
-          directory = attr.str();
-    }
+    std::string directory =
+        compress::optionOrModuleAttr(root, dataDir, compress::kPassDataDirAttr);
     if (directory.empty())
       return root->emitError()
              << kPassName
@@ -494,7 +487,7 @@ struct QuantizeExpertsPass
     auto function = layer->getParentOfType<func::FuncOp>();
     if (!function)
       return;
-    std::string name = ("moe.report." + kPassName).str();
+    std::string name = compress::reportName(kPassName);
     int64_t fewest = rows.minRows, most = rows.maxRows;
     if (auto previous = function->getAttrOfType<DictionaryAttr>(name)) {
       if (auto v = previous.getAs<IntegerAttr>("expert_rows_min"))

@@ -160,7 +160,7 @@ struct QuantizeRouterPass
     auto function = layer->getParentOfType<func::FuncOp>();
     if (!function)
       return;
-    std::string name = ("moe.report." + kPassName).str();
+    std::string name = compress::reportName(kPassName);
     if (auto previous = function->getAttrOfType<DictionaryAttr>(name)) {
       if (auto v = previous.getAs<FloatAttr>("topk_agreement"))
         agreementChosen = std::min(agreementChosen, v.getValueAsDouble());

@@ -238,7 +238,7 @@ struct SmoothExpertsPass
       return;
     double maxScale = *llvm::max_element(scales);
     double minScale = *llvm::min_element(scales);
-    std::string name = ("moe.report." + kPassName).str();
+    std::string name = compress::reportName(kPassName);
     Builder b(&getContext());
     if (auto previous = function->getAttrOfType<DictionaryAttr>(name)) {
       if (auto v = previous.getAs<FloatAttr>("scale_max"))

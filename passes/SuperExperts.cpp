@@ -28,14 +28,6 @@ using namespace mlir::moe;
 
 namespace {
 
-/// `value` as printf's %g writes it (3.5, not 3.500000e+00), for options
-/// echoed in diagnostics.
-std::string shortNumber(double value) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof(buffer), "%g", value);
-  return buffer;
-}
-
 constexpr llvm::StringLiteral kPassName = "moe-mark-super-experts";
 
 /// The `percentile`-th percentile of `values` with linear interpolation
@@ -58,13 +50,13 @@ struct MarkSuperExpertsPass
     Operation *root = getOperation();
     if (!(percentile >= 0.0 && percentile <= 100.0)) {
       root->emitError() << kPassName << ": percentile must be in [0, 100], got "
-                        << shortNumber(percentile);
+                        << compress::shortNumber(percentile);
       return signalPassFailure();
     }
     if (!(layerFraction > 0.0 && layerFraction <= 1.0)) {
       root->emitError() << kPassName
                         << ": layer-fraction must be in (0, 1], got "
-                        << shortNumber(layerFraction);
+                        << compress::shortNumber(layerFraction);
       return signalPassFailure();
     }
     SmallVector<LayerOp> layers;
@@ -139,7 +131,7 @@ struct MarkSuperExpertsPass
       return;
     Builder b(&getContext());
     function->setAttr(
-        ("moe.report." + kPassName).str(),
+        compress::reportName(kPassName),
         b.getDictionaryAttr(
             {b.getNamedAttr("max_activation", b.getDenseF64ArrayAttr(maxima)),
              b.getNamedAttr("super_experts", b.getDenseI64ArrayAttr(super)),

@@ -7,15 +7,15 @@
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "mlir/IR/BuiltinOps.h"
 
+#include <cstdio>
+
 using namespace mlir;
 using namespace mlir::moe;
 using namespace mlir::moe::compress;
 using reference::RefTensor;
 
-/// The option's value, else the string attribute `name` of the enclosing
-/// module (or of `root` itself when it is the module).
-static std::string optionOrModuleAttr(Operation *root, StringRef option,
-                                      StringRef name) {
+std::string compress::optionOrModuleAttr(Operation *root, StringRef option,
+                                         StringRef name) {
   if (!option.empty())
     return option.str();
   Operation *module =
@@ -24,6 +24,12 @@ static std::string optionOrModuleAttr(Operation *root, StringRef option,
     if (auto attr = module->getAttrOfType<StringAttr>(name))
       return attr.str();
   return "";
+}
+
+std::string compress::shortNumber(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof(buffer), "%g", value);
+  return buffer;
 }
 
 FailureOr<std::unique_ptr<PassData>>

@@ -32,6 +32,23 @@ inline constexpr llvm::StringLiteral kCalibrationAttr = "moe.calibration";
 /// (safetensors files their IR references by absolute path).
 inline constexpr llvm::StringLiteral kPassDataDirAttr = "moe.pass_data_dir";
 
+/// The module attribute a pass records its per-layer numbers in, on the
+/// layer's function (moe-compile copies every such attribute into
+/// report.json): "moe.report.<pass>".
+inline constexpr llvm::StringLiteral kReportPrefix = "moe.report.";
+inline std::string reportName(llvm::StringRef pass) {
+  return (kReportPrefix + pass).str();
+}
+
+/// `option`, else the string attribute `attr` of the module holding (or
+/// being) `root`, else "".
+std::string optionOrModuleAttr(Operation *root, llvm::StringRef option,
+                               llvm::StringRef attr);
+
+/// `value` as printf's %g writes it (3.5, not 3.500000e+00), for options
+/// echoed in diagnostics.
+std::string shortNumber(double value);
+
 class PassData {
 public:
   /// Opens the checkpoint (`weightsDir`, else the module's moe.weights_dir)

@@ -32,15 +32,17 @@ RefTensor compress::expertInputRows(LayerOp layer,
   return rows;
 }
 
-FailureOr<std::vector<double>>
-compress::maxDownProjectionOutputs(LayerOp layer,
-                                   const LayerObservation &observed,
-                                   reference::WeightMaterializer &weights) {
+/// Runs every expert that calibration tokens reach on its input rows
+/// (expertInputRows) and hands `visit(e, outputs [n, H])` the result; experts
+/// no token reaches are not read.
+static LogicalResult
+forEachRoutedOutput(LayerOp layer, const LayerObservation &observed,
+                    reference::WeightMaterializer &weights,
+                    function_ref<void(int64_t, RefTensor &)> visit) {
   reference::FfnValues routed = routedExperts(layer);
-  std::vector<double> maxima(routed.numExperts, 0.0);
   for (int64_t e = 0; e < routed.numExperts; ++e) {
     if (observed.assignments[e].empty())
-      continue; // nothing measures this expert: weights are not read
+      continue;
     FailureOr<reference::ExpertMatrices> matrices =
         reference::loadExpertMatrices(weights, routed, e,
                                       reference::ExpertPart::All);
@@ -48,9 +50,22 @@ compress::maxDownProjectionOutputs(LayerOp layer,
       return failure();
     RefTensor out = expertForward(routed.ffn, *matrices,
                                   expertInputRows(layer, observed, e));
-    for (double v : out.data)
-      maxima[e] = std::max(maxima[e], std::abs(v));
+    visit(e, out);
   }
+  return success();
+}
+
+FailureOr<std::vector<double>>
+compress::maxDownProjectionOutputs(LayerOp layer,
+                                   const LayerObservation &observed,
+                                   reference::WeightMaterializer &weights) {
+  std::vector<double> maxima(observed.numExperts, 0.0);
+  if (failed(forEachRoutedOutput(
+          layer, observed, weights, [&](int64_t e, RefTensor &out) {
+            for (double v : out.data)
+              maxima[e] = std::max(maxima[e], std::abs(v));
+          })))
+    return failure();
   return maxima;
 }
 
@@ -74,29 +89,24 @@ compress::easyEpScores(LayerOp layer, const LayerObservation &observed,
   RefTensor output({tokens, hidden});
   std::vector<std::vector<std::pair<int64_t, double>>> contributions(
       routed.numExperts);
-  for (int64_t e = 0; e < routed.numExperts; ++e) {
-    const auto &assigned = observed.assignments[e];
-    if (assigned.empty())
-      continue;
-    FailureOr<reference::ExpertMatrices> matrices =
-        reference::loadExpertMatrices(weights, routed, e,
-                                      reference::ExpertPart::All);
-    if (failed(matrices))
-      return failure();
-    RefTensor out = expertForward(routed.ffn, *matrices,
-                                  expertInputRows(layer, observed, e));
-    std::vector<double> gates = observed.routedWeights(e);
-    for (auto [r, pair] : llvm::enumerate(assigned)) {
-      // With input scaling the routing weight is already inside E_i's input.
-      double g = scaleInput ? 1.0 : gates[r];
-      double *row = out.row(r);
-      for (int64_t j = 0; j < hidden; ++j) {
-        row[j] *= g;
-        output.row(pair.first)[j] += row[j];
-      }
-      contributions[e].push_back({pair.first, norm(row, hidden)});
-    }
-  }
+  LogicalResult routedOutputs = forEachRoutedOutput(
+      layer, observed, weights, [&](int64_t e, RefTensor &out) {
+        const auto &assigned = observed.assignments[e];
+        std::vector<double> gates = observed.routedWeights(e);
+        for (auto [r, pair] : llvm::enumerate(assigned)) {
+          // With input scaling the routing weight is already inside E_i's
+          // input.
+          double g = scaleInput ? 1.0 : gates[r];
+          double *row = out.row(r);
+          for (int64_t j = 0; j < hidden; ++j) {
+            row[j] *= g;
+            output.row(pair.first)[j] += row[j];
+          }
+          contributions[e].push_back({pair.first, norm(row, hidden)});
+        }
+      });
+  if (failed(routedOutputs))
+    return failure();
   if (std::optional<reference::FfnValues> shared = sharedExpert(layer)) {
     FailureOr<reference::ExpertMatrices> matrices =
         reference::loadExpertMatrices(weights, *shared, 0,

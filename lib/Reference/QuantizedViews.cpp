@@ -219,14 +219,10 @@ WeightMaterializer::getIntGroup(Value value, int64_t expert) {
   if (auto concatOp = value.getDefiningOp<tensor::ConcatOp>()) {
     int64_t dim = concatOp.getDim();
     if (dim == 0 && expert >= 0) {
-      int64_t first = 0;
-      for (Value input : concatOp.getInputs()) {
-        int64_t count = cast<RankedTensorType>(input.getType()).getDimSize(0);
-        if (expert < first + count)
-          return getIntGroup(input, expert - first);
-        first += count;
-      }
-      return concatOp.emitOpError() << "has no expert " << expert;
+      auto part = concatPartHolding(concatOp, expert);
+      if (failed(part))
+        return failure();
+      return getIntGroup(part->first, part->second);
     }
     SmallVector<IntGroupValues> parts;
     for (Value input : concatOp.getInputs()) {

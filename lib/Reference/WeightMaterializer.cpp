@@ -108,6 +108,19 @@ factorizeGroups(WeightMaterializer &source, FactorizeOp op, int64_t group) {
 
 } // namespace
 
+FailureOr<std::pair<Value, int64_t>>
+reference::concatPartHolding(tensor::ConcatOp concat, int64_t expert) {
+  int64_t first = 0;
+  for (Value input : concat.getInputs()) {
+    int64_t count = cast<RankedTensorType>(input.getType()).getDimSize(0);
+    if (expert < first + count)
+      return std::make_pair(input, expert - first);
+    first += count;
+  }
+  return concat.emitOpError()
+         << "has no expert " << expert << " (it holds " << first << ")";
+}
+
 bool WeightMaterializer::isWeightExpression(Operation *op) {
   return isa<WeightOp, DequantizeOp, QuantizeOp, SelectChannelsOp,
              tensor::ConcatOp, tensor::ExtractSliceOp, arith::ConstantOp,
@@ -196,15 +209,10 @@ FailureOr<RefTensor> WeightMaterializer::get(Value value, int64_t expert) {
     // slices.
     int64_t dim = concatOp.getDim();
     if (expert >= 0 && dim == 0) {
-      int64_t first = 0;
-      for (Value input : concatOp.getInputs()) {
-        int64_t count = cast<RankedTensorType>(input.getType()).getDimSize(0);
-        if (expert < first + count)
-          return get(input, expert - first);
-        first += count;
-      }
-      return concatOp.emitOpError()
-             << "has no expert " << expert << " (it holds " << first << ")";
+      auto part = concatPartHolding(concatOp, expert);
+      if (failed(part))
+        return failure();
+      return get(part->first, part->second);
     }
     SmallVector<RefTensor> parts;
     for (Value input : concatOp.getInputs()) {

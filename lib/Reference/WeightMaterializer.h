@@ -99,6 +99,12 @@ private:
   SmallVector<Factorized, 3> factorized;
 };
 
+/// The input of a concatenation of experts (tensor.concat along dimension 0)
+/// holding expert `expert`, and the expert's index in it; failure (emitted at
+/// the op) when the concatenation has no such expert.
+FailureOr<std::pair<Value, int64_t>> concatPartHolding(tensor::ConcatOp concat,
+                                                       int64_t expert);
+
 /// The weight values of one feed-forward as the IR has them: routed experts
 /// stacked [E, ...], a shared expert 2-D.
 struct FfnValues {

@@ -190,9 +190,11 @@ mlir::moe::buildTransformReport(ModuleOp original, ModuleOp transformed,
     }
     // What each pass recorded about this layer (moe.report.<pass>).
     for (NamedAttribute attr : after->getAttrs())
-      if (attr.getName().strref().starts_with("moe.report."))
-        entry[attr.getName().strref().drop_front(11).str()] =
-            toJson(attr.getValue());
+      if (attr.getName().strref().starts_with(compress::kReportPrefix))
+        entry[attr.getName()
+                  .strref()
+                  .drop_front(compress::kReportPrefix.size())
+                  .str()] = toJson(attr.getValue());
     layers.push_back(entry);
   }
   nlohmann::ordered_json report;

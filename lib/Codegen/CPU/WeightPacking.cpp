@@ -158,7 +158,7 @@ PackedQuantization WeightPacker::planQuantized(
   else if (compact)
     expertPanels = compact->firstPanels;
   auto levelRows = [=](int64_t k) {
-    return nibbles ? llvm::divideCeil(k, 2) : k;
+    return nibbles ? int64_t(llvm::divideCeil(k, 2)) : k;
   };
   auto shapeOf = [=](auto rowsOf) -> std::vector<int64_t> {
     if (!compact)
@@ -249,7 +249,7 @@ PackedQuantization WeightPacker::planQuantized(
     return zero - shifts.of(v);
   };
   auto groupTensor = [&](const std::string &suffix, bool zeroPoint) {
-    auto groupsOf = [=](int64_t k) { return llvm::divideCeil(k, G); };
+    auto groupsOf = [=](int64_t k) { return int64_t(llvm::divideCeil(k, G)); };
     return declare(
         name + suffix, MOE_DTYPE_F32, shapeOf(groupsOf),
         [=](const Emit &emit) {
