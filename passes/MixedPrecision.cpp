@@ -131,10 +131,6 @@ struct MixedPrecisionPass
   }
 
   LogicalResult checkLayer(LayerOp layer) {
-    auto input = cast<RankedTensorType>(layer.getInput().getType());
-    if (input.isDynamicDim(1))
-      return layer.emitOpError()
-             << kPassName << " needs a static hidden size, got " << input;
     for (auto [operand, name] : routedWeights(layer)) {
       if (DequantizeOp dequant = findDequantize(operand->get())) {
         InFlightDiagnostic diag =

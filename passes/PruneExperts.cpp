@@ -81,10 +81,6 @@ struct PruneExpertsPass
   }
 
   LogicalResult checkLayer(LayerOp layer) {
-    auto input = cast<RankedTensorType>(layer.getInput().getType());
-    if (input.isDynamicDim(1))
-      return layer.emitOpError()
-             << kPassName << " needs a static hidden size, got " << input;
     int64_t experts =
         cast<RankedTensorType>(layer.getRouterWeight().getType()).getDimSize(0);
     RoutingAttr routing = layer.getRouting();

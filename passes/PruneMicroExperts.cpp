@@ -106,10 +106,6 @@ struct PruneMicroExpertsPass
   }
 
   LogicalResult checkLayer(LayerOp layer) {
-    auto input = cast<RankedTensorType>(layer.getInput().getType());
-    if (input.isDynamicDim(1))
-      return layer.emitOpError()
-             << kPassName << " needs a static hidden size, got " << input;
     auto down = cast<RankedTensorType>(layer.getDownProj().getType());
     if (!down.hasStaticShape())
       return layer.emitOpError()

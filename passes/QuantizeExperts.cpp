@@ -635,9 +635,10 @@ struct QuantizeExpertsPass
     if (isa<Fp8BlockEncodingAttr>(encoding)) {
       storage = {
           RankedTensorType::get(type.getShape(), b.getType<Float8E4M3FNType>()),
-          RankedTensorType::get(shape({llvm::divideCeil(outputs, kFp8Block),
-                                       llvm::divideCeil(cols, kFp8Block)}),
-                                b.getF32Type())};
+          RankedTensorType::get(
+              shape({int64_t(llvm::divideCeil(outputs, kFp8Block)),
+                     int64_t(llvm::divideCeil(cols, kFp8Block))}),
+              b.getF32Type())};
     } else if (isa<Mxfp4EncodingAttr>(encoding)) {
       if (cols % kMxfp4Block != 0)
         return user->emitError()

@@ -102,10 +102,6 @@ struct SmoothExpertsPass
   }
 
   LogicalResult checkLayer(LayerOp layer) {
-    auto input = cast<RankedTensorType>(layer.getInput().getType());
-    if (input.isDynamicDim(1))
-      return layer.emitOpError()
-             << kPassName << " needs a static hidden size, got " << input;
     for (auto [operand, name] : inputReaders(layer))
       if (DequantizeOp dequant = findDequantize(operand->get())) {
         InFlightDiagnostic diag =

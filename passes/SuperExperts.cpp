@@ -108,10 +108,9 @@ struct MarkSuperExpertsPass
 
   FailureOr<std::vector<double>> measure(LayerOp layer,
                                          compress::PassData &data) {
+    if (failed(compress::requireStaticHidden(layer, kPassName)))
+      return failure();
     auto input = cast<RankedTensorType>(layer.getInput().getType());
-    if (input.isDynamicDim(1))
-      return layer.emitOpError()
-             << kPassName << " needs a static hidden size, got " << input;
     FailureOr<reference::RefTensor> states =
         data.statesFor(layer, input.getDimSize(1));
     if (failed(states))

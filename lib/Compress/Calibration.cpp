@@ -74,6 +74,14 @@ PassData::open(Operation *root, StringRef pass, StringRef weightsDir,
   return data;
 }
 
+LogicalResult compress::requireStaticHidden(LayerOp layer, StringRef pass) {
+  auto input = cast<RankedTensorType>(layer.getInput().getType());
+  if (input.isDynamicDim(1))
+    return layer.emitOpError()
+           << pass << " needs a static hidden size, got " << input;
+  return success();
+}
+
 LogicalResult compress::transformLayers(
     Operation *root, StringRef pass, StringRef weightsDir,
     StringRef calibration, bool needCalibration,
@@ -84,7 +92,7 @@ LogicalResult compress::transformLayers(
   if (layers.empty())
     return success();
   for (LayerOp layer : layers)
-    if (failed(check(layer)))
+    if (failed(requireStaticHidden(layer, pass)) || failed(check(layer)))
       return failure();
   FailureOr<std::unique_ptr<PassData>> data =
       PassData::open(root, pass, weightsDir, calibration, needCalibration);

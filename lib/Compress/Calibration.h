@@ -75,8 +75,13 @@ private:
   std::string calibrationPath;
 };
 
+/// Data-driven passes measure on [T, H] states: an error at `layer` (naming
+/// `pass`) unless its hidden size is static.
+LogicalResult requireStaticHidden(LayerOp layer, llvm::StringRef pass);
+
 /// The driver of a data-driven pass: every moe.layer under `root` is checked
-/// first (errors that need no data come before a missing checkpoint), then the
+/// (a static hidden size, then `check`: errors that need no data come before
+/// a missing checkpoint), then the
 /// data is opened once and each layer transformed. No layer: success, nothing
 /// opened.
 LogicalResult
